@@ -1,0 +1,228 @@
+"""SIP requests and responses: headers kept as received, structured views parsed on demand.
+
+Header keys are lower-case long names (compact forms expanded on parse). Values are
+kept as written so that a proxy or a response copies them byte for byte; typed readers
+(`vias`, `from_`, `cseq` ...) parse once and cache.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from . import abnf
+from .headers import CSeq, HeaderError, NameAddr, Via, parse_cseq, parse_name_addr, parse_via
+from .uri import Uri, parse_uri
+
+HeaderList = list[tuple[str, str]]
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    headers: HeaderList = field(default_factory=list)
+    body: bytes = b""
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+
+    # ---- raw access -------------------------------------------------------------------------
+    def get(self, key: str) -> str | None:
+        """The first value of a header (``key`` lower-case long name), or None."""
+        for name, value in self.headers:
+            if name == key:
+                return value
+        return None
+
+    def get_all(self, key: str) -> list[str]:
+        """Every line of a header, as written."""
+        return [value for name, value in self.headers if name == key]
+
+    def values(self, key: str) -> list[str]:
+        """The list elements of a comma-separated header over all its lines."""
+        out: list[str] = []
+        for name, value in self.headers:
+            if name == key:
+                out.extend(abnf.split_list(value))
+        return out
+
+    def has(self, key: str) -> bool:
+        return any(name == key for name, _ in self.headers)
+
+    def add(self, key: str, value: str) -> None:
+        self.headers.append((key, value))
+        self._cache.pop(key, None)
+
+    def prepend(self, key: str, value: str) -> None:
+        self.headers.insert(0, (key, value))
+        self._cache.pop(key, None)
+
+    def set(self, key: str, value: str) -> None:
+        """Replace every line of a header by one value (kept at the first one's place)."""
+        for i, (name, _) in enumerate(self.headers):
+            if name == key:
+                self.headers[i] = (key, value)
+                self.headers[i + 1:] = [h for h in self.headers[i + 1:] if h[0] != key]
+                break
+        else:
+            self.headers.append((key, value))
+        self._cache.pop(key, None)
+
+    def remove(self, key: str) -> None:
+        self.headers = [h for h in self.headers if h[0] != key]
+        self._cache.pop(key, None)
+
+    # ---- typed views (raise HeaderError on a malformed value) ---------------------------------
+    @property
+    def vias(self) -> list[Via]:
+        cached = self._cache.get("via")
+        if cached is None:
+            cached = [parse_via(v) for v in self.values("via")]
+            self._cache["via"] = cached
+        return cached  # type: ignore[return-value]
+
+    @property
+    def top_via(self) -> Via | None:
+        vias = self.vias
+        return vias[0] if vias else None
+
+    def _name_addr(self, key: str) -> NameAddr | None:
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        value = self.get(key)
+        parsed = None if value is None else parse_name_addr(value)
+        self._cache[key] = parsed
+        return parsed
+
+    @property
+    def from_(self) -> NameAddr | None:
+        return self._name_addr("from")
+
+    @property
+    def to(self) -> NameAddr | None:
+        return self._name_addr("to")
+
+    @property
+    def call_id(self) -> str | None:
+        value = self.get("call-id")
+        return None if value is None else value.strip()
+
+    @property
+    def cseq(self) -> CSeq | None:
+        cached = self._cache.get("cseq")
+        if cached is None:
+            value = self.get("cseq")
+            if value is None:
+                return None
+            cached = parse_cseq(value)
+            self._cache["cseq"] = cached
+        return cached  # type: ignore[return-value]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values; a ``*`` Contact is not a name-addr: check `contact_star` first."""
+        cached = self._cache.get("contact")
+        if cached is None:
+            cached = [parse_name_addr(v) for v in self.values("contact")]
+            self._cache["contact"] = cached
+        return cached  # type: ignore[return-value]
+
+    @property
+    def contact_star(self) -> bool:
+        return any(v == "*" for v in self.values("contact"))
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.get("content-type")
+        return None if value is None else value.split(";", 1)[0].strip().lower()
+
+    # ---- writing ------------------------------------------------------------------------------
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        lines = [self._start_line()]
+        for key, value in self.headers:
+            if key != "content-length":
+                lines.append(f"{abnf.canonical_name(key)}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+
+@dataclass(slots=True, eq=False)
+class Request(Message):
+    method: str = ""
+    uri: str = ""
+    version: str = abnf.SIP_VERSION
+
+    @property
+    def request_uri(self) -> Uri:
+        cached = self._cache.get(":uri")
+        if cached is None:
+            cached = parse_uri(self.uri)
+            self._cache[":uri"] = cached
+        return cached  # type: ignore[return-value]
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+
+@dataclass(slots=True, eq=False)
+class Response(Message):
+    status: int = 200
+    reason: str = "OK"
+    version: str = abnf.SIP_VERSION
+
+    def _start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+
+REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 301: "Moved Permanently",
+    302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 603: "Decline",
+}
+
+def _lacks_to_tag(request: Request) -> bool:
+    try:
+        to = request.to
+    except HeaderError:
+        return False  # a To we cannot read is copied as it is
+    return to is not None and to.tag is None
+
+
+# Headers a response copies from its request (RFC 3261 §8.2.6.2).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+def make_response(request: Request, status: int, reason: str | None = None,
+                  to_tag: str | None = None, headers: HeaderList | None = None,
+                  body: bytes = b"") -> Response:
+    """A response to `request`: Via, From, To, Call-ID and CSeq copied as written; the To tag
+    added when the request's To has none and the response is not a 100."""
+    copied: HeaderList = [(k, v) for k, v in request.headers if k in _COPIED]
+    if status == 100:
+        copied += [(k, v) for k, v in request.headers if k == "timestamp"]
+    elif to_tag is not None and _lacks_to_tag(request):
+        for i, (key, value) in enumerate(copied):
+            if key == "to":
+                copied[i] = (key, f"{value};tag={to_tag}")
+                break
+    if headers:
+        copied.extend(headers)
+    return Response(headers=copied, body=body, status=status,
+                    reason=reason or REASONS.get(status, "Unknown"))
+
+
+def local_tag(request: Request) -> str:
+    """A To tag for a response we generate: the same for every retransmission of the request
+    (§8.2.6.2), different between requests."""
+    via = request.get("via") or ""
+    return format(zlib.crc32(f"{request.call_id}|{via}|{request.get('cseq')}".encode()), "08x")

@@ -1,0 +1,252 @@
+"""Reading SIP messages from bytes: framing (datagram and stream), the start line, header
+lines, and the checks of RFC 3261 §8.2 / RFC 4475 that decide between 400, 505 and dropping.
+
+Reading is in two steps so that the hot path stays cheap:
+- `parse_datagram` / `StreamFramer` split headers and frame the body. Anything that cannot
+  even be read as a SIP start line raises `Unparseable` (the datagram is dropped).
+  Defects found while reading (a bad request line, two Content-Length values ...) are kept
+  on the message, because a 400 needs the message's Via, From, To, Call-ID and CSeq.
+- `check_request` / `check_response` validate what routing needs and raise `BadMessage`
+  with the status to answer (requests) or to drop (responses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import abnf
+from .headers import HeaderError, parse_int
+from .message import HeaderList, Message, Request, Response
+from .uri import AbsoluteUri, UriError
+
+MAX_HEADER_BYTES = 16384  # a header section larger than this is refused on streams
+MAX_MAX_FORWARDS = 255
+MAX_EXPIRES = 2**32 - 1
+MAX_CONTENT_LENGTH_DIGITS = 9
+
+
+class Unparseable(ValueError):
+    """Not a SIP message at all: drop it, no response can be formed."""
+
+
+class BadMessage(ValueError):
+    """A SIP message that breaks the grammar or a rule: answer `status` (requests only)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Parsed:
+    message: Request | Response
+    defect: BadMessage | None  # the first grammar defect found while reading
+
+
+def parse_datagram(data: bytes) -> Parsed:
+    """One message from a UDP datagram. Octets after Content-Length are ignored (RFC 4475
+    §3.1.1.8); a Content-Length larger than the datagram is a 400 (§3.1.2.2)."""
+    end, sep = _header_end(data)
+    if end < 0:
+        head, body = data, b""
+    else:
+        head, body = data[:end], data[end + sep:]
+    parsed = _parse_head(head)
+    length, defect = _content_length(parsed.message.headers)
+    parsed.defect = parsed.defect or defect
+    if length is not None and defect is None:
+        if length > len(body):
+            parsed.defect = BadMessage(400, "Content-Length larger than the message")
+        else:
+            body = body[:length]
+    parsed.message.body = body
+    return parsed
+
+
+def _header_end(data: bytes) -> tuple[int, int]:
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return end, 4
+    end = data.find(b"\n\n")  # bare LF line ends, from lax peers
+    return end, 2
+
+
+def _parse_head(head: bytes) -> Parsed:
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    while lines and not lines[0]:  # RFC 3261 §7.5: ignore CRLFs before the start line
+        lines.pop(0)
+    if not lines:
+        raise Unparseable("empty message")
+    start = lines[0]
+    defect: BadMessage | None = None
+    headers: HeaderList = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if headers:
+                key, value = headers[-1]
+                headers[-1] = (key, f"{value} {line.strip(abnf.LWS)}")
+            elif defect is None:
+                defect = BadMessage(400, "continuation line before any header")
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(abnf.LWS)
+        if not colon or not abnf.TOKEN.fullmatch(name):
+            if defect is None:
+                defect = BadMessage(400, f"malformed header line {line[:40]!r}")
+            continue
+        key = name.lower()
+        headers.append((abnf.COMPACT_FORMS.get(key, key), value.strip(abnf.LWS)))
+
+    message: Request | Response
+    if start.startswith("SIP/"):
+        status_match = abnf.STATUS_LINE.fullmatch(start)
+        if not status_match:
+            raise Unparseable("malformed status line")
+        version, status, reason = status_match.groups()
+        message = Response(headers=headers, status=int(status), reason=reason or "",
+                           version=version)
+        return Parsed(message, defect)
+
+    request_match = abnf.REQUEST_LINE.fullmatch(start)
+    if request_match:
+        method, uri, version = request_match.groups()
+    else:
+        # Readable enough to answer 400 (extra spaces, LWS inside the Request-URI ...)?
+        parts = start.split()
+        if len(parts) < 3 or not parts[-1].startswith("SIP/") \
+                or not abnf.TOKEN.fullmatch(parts[0]):
+            raise Unparseable("malformed start line")
+        method, uri, version = parts[0], parts[1], parts[-1]
+        defect = BadMessage(400, "malformed Request-Line")
+    return Parsed(Request(headers=headers, method=method, uri=uri, version=version), defect)
+
+
+def _content_length(headers: HeaderList) -> tuple[int | None, BadMessage | None]:
+    values = [value for key, value in headers if key == "content-length"]
+    if not values:
+        return None, None
+    if len(values) > 1:
+        return None, BadMessage(400, "multiple Content-Length values")
+    text = values[0]
+    if not text.isdigit() or len(text) > MAX_CONTENT_LENGTH_DIGITS:
+        return None, BadMessage(400, "bad Content-Length")
+    return int(text), None
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 §18.3).
+
+    `feed` returns complete messages; `FramingError` means the stream cannot be resynchronised
+    (the connection should be answered if possible and closed).
+    """
+
+    def __init__(self, max_message_size: int = 65535) -> None:
+        self.max_message_size = max_message_size
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Parsed]:
+        self._buffer += data
+        messages: list[Parsed] = []
+        while True:
+            # Keep-alive CRLFs (RFC 5626 §3.5.1) between messages are skipped.
+            strip = 0
+            while strip < len(self._buffer) and self._buffer[strip] in b"\r\n":
+                strip += 1
+            if strip:
+                del self._buffer[:strip]
+            end, sep = _header_end(bytes(self._buffer[:MAX_HEADER_BYTES + 4]))
+            if end < 0:
+                if len(self._buffer) > MAX_HEADER_BYTES:
+                    raise FramingError(513, "header section too large")
+                return messages
+            parsed = _parse_head(bytes(self._buffer[:end]))
+            length, defect = _content_length(parsed.message.headers)
+            if defect is not None:
+                raise FramingError(400, defect.reason, parsed)
+            length = length or 0
+            if end + sep + length > self.max_message_size:
+                raise FramingError(513, "message too large", parsed)
+            total = end + sep + length
+            if len(self._buffer) < total:
+                return messages  # wait for the rest of the body
+            parsed.message.body = bytes(self._buffer[end + sep:total])
+            del self._buffer[:total]
+            messages.append(parsed)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+class FramingError(ValueError):
+    def __init__(self, status: int, reason: str, parsed: Parsed | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.parsed = parsed
+
+
+def check_request(parsed: Parsed) -> Request:
+    """Validate a request as RFC 3261 §8.2 and RFC 4475 want; raise BadMessage(status)."""
+    request = parsed.message
+    assert isinstance(request, Request)
+    if parsed.defect is not None:
+        raise parsed.defect
+    if request.version != abnf.SIP_VERSION:
+        raise BadMessage(505, "Version Not Supported")
+    _check_common(request)
+    cseq = request.cseq
+    assert cseq is not None
+    if cseq.method != request.method:
+        raise BadMessage(400, "CSeq method does not match the request method")
+    try:
+        uri = request.request_uri
+    except UriError as error:
+        raise BadMessage(400, f"bad Request-URI: {error}") from None
+    if isinstance(uri, AbsoluteUri):
+        raise BadMessage(416, "Unsupported URI Scheme")
+    try:
+        max_forwards = request.get("max-forwards")
+        if max_forwards is not None:
+            parse_int(max_forwards, "Max-Forwards", MAX_MAX_FORWARDS)
+        expires = request.get("expires")
+        if expires is not None:
+            parse_int(expires, "Expires", MAX_EXPIRES)
+    except HeaderError as error:
+        raise BadMessage(400, str(error)) from None
+    return request
+
+
+def check_response(parsed: Parsed) -> Response:
+    """Validate a response before it is matched to a transaction; raise BadMessage (drop)."""
+    response = parsed.message
+    assert isinstance(response, Response)
+    if parsed.defect is not None:
+        raise parsed.defect
+    if response.version != abnf.SIP_VERSION:
+        raise BadMessage(505, "Version Not Supported")
+    _check_common(response)
+    return response
+
+
+def _check_common(message: Message) -> None:
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        if not message.has(key):
+            raise BadMessage(400, f"missing {abnf.canonical_name(key)} header")
+    for key in abnf.SINGLE_VALUE_HEADERS:
+        if len(message.get_all(key)) > 1:
+            raise BadMessage(400, f"more than one {abnf.canonical_name(key)} header")
+    call_id = message.call_id
+    if not call_id or any(ch in call_id for ch in " \t"):
+        raise BadMessage(400, "bad Call-ID")
+    try:
+        if any(not v for v in message.values("via")):
+            raise HeaderError("empty Via value")
+        message.vias  # noqa: B018 - parse now so that a bad one is a 400
+        message.from_  # noqa: B018
+        message.to  # noqa: B018
+        message.cseq  # noqa: B018
+    except HeaderError as error:
+        raise BadMessage(400, str(error)) from None
