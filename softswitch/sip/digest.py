@@ -1,0 +1,323 @@
+"""HTTP Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), sans-IO.
+
+Works on header values, not messages: ``parse_digest`` reads an Authorization /
+WWW-Authenticate value, ``DigestAuthenticator`` issues challenges and verifies
+credentials, ``authorization`` answers a challenge (tests, benchmarks, outbound legs).
+
+Server policy:
+- Nonces are stateless: base64url(issue time | random | HMAC(secret, realm | time | random)).
+  A nonce that does not carry our HMAC is FAILED; an old one is STALE.
+- qop=auth, and the RFC 2069 form without qop (RFC 2543 phones). qop=auth-int and the
+  -sess algorithms (MD5-sess, SHA-256-sess) are refused: FAILED. We never offer them.
+- Replay: per nonce, the highest nc accepted so far; an nc not above it is FAILED.
+  Without qop there is no nc, so such a nonce is good once: a second use is STALE
+  (the client simply retries with a fresh nonce; a replayed request gains nothing).
+- The "uri" directive is not compared with the Request-URI here; the caller may.
+- Opaque is not used: the nonce is already self-verifying.
+"""
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from softswitch.sip.abnf import TOKEN_CHARS, quote
+
+_HASHES: Mapping[str, Callable[[bytes], "hashlib._Hash"]] = {
+    "MD5": hashlib.md5,
+    "SHA-256": hashlib.sha256,
+}
+_CANONICAL_ALGORITHM = {name.lower(): name for name in _HASHES}
+
+# Nonce layout: 8-byte signed issue time in ms, 12 random bytes, 16 bytes of HMAC-SHA256.
+# 36 bytes is a multiple of 3, so the base64url text (48 chars) has no padding.
+_TIME = struct.Struct(">q")
+_RANDOM_LEN = 12
+_MAC_LEN = 16
+_NONCE_LEN = _TIME.size + _RANDOM_LEN + _MAC_LEN
+_NONCE_TEXT_LEN = _NONCE_LEN * 4 // 3
+
+_SCHEME = re.compile(r"[ \t\r\n]*([Dd][Ii][Gg][Ee][Ss][Tt])[ \t\r\n]+")
+# auth-param = token EQUAL ( token / quoted-string ), then a COMMA or the end.
+# Empty list elements (",,") are tolerated as RFC 7230 §7 asks of recipients.
+_AUTH_PARAM = re.compile(
+    rf"""[ \t\r\n]*([{TOKEN_CHARS}]+)[ \t\r\n]*=[ \t\r\n]*
+         (?:"((?:[^"\\]|\\.)*)"|([{TOKEN_CHARS}]+))
+         [ \t\r\n]*(?:(?:,[ \t\r\n]*)+|$)""",
+    re.VERBOSE | re.DOTALL,
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_NC = re.compile(r"[0-9a-fA-F]{8}")
+
+_FIELDS = frozenset(
+    ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "qop", "nc",
+     "opaque")
+)
+
+
+class AuthResult(enum.Enum):
+    OK = "ok"
+    STALE = "stale"  # the nonce is ours but expired or spent: challenge again with stale=true
+    FAILED = "failed"  # anything else: challenge again without stale
+
+
+@dataclass(slots=True, frozen=True)
+class DigestParams:
+    """The directives of one Digest challenge or credentials value, unquoted.
+
+    Directives that RFC 7616 defines but we do not use (domain, charset, userhash...)
+    and unknown ones are dropped, as the RFC lets a recipient ignore them.
+    """
+
+    username: str | None = None
+    realm: str | None = None
+    nonce: str | None = None
+    uri: str | None = None
+    response: str | None = None
+    algorithm: str | None = None
+    cnonce: str | None = None
+    qop: str | None = None
+    nc: str | None = None
+    opaque: str | None = None
+    stale: bool = False
+
+
+def parse_digest(value: str) -> DigestParams | None:
+    """Read a Digest challenge or credentials value; None if another scheme or malformed.
+
+    A directive given twice is malformed (RFC 7616 §3.4: MUST NOT appear more than once).
+    """
+    scheme = _SCHEME.match(value)
+    if scheme is None:
+        return None
+    pos = scheme.end()
+    end = len(value)
+    found: dict[str, str] = {}
+    while pos < end:
+        param = _AUTH_PARAM.match(value, pos)
+        if param is None:
+            return None
+        pos = param.end()
+        name = param.group(1).lower()
+        quoted = param.group(2)
+        if quoted is None:
+            text = param.group(3)
+        elif "\\" in quoted:
+            text = _QUOTED_PAIR.sub(r"\1", quoted)
+        else:
+            text = quoted
+        if name in found:
+            return None
+        found[name] = text
+    if not found:
+        return None
+    stale = found.pop("stale", "").lower() == "true"
+    return DigestParams(stale=stale, **{k: v for k, v in found.items() if k in _FIELDS})
+
+
+def _hex_hash(algorithm: str, text: str) -> str:
+    return _HASHES[algorithm](text.encode("utf-8")).hexdigest()
+
+
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """H(username:realm:password), what the subscriber store keeps per algorithm."""
+    return _hex_hash(algorithm, f"{username}:{realm}:{password}")
+
+
+def _response(
+    algorithm: str, ha1_hex: str, nonce: str, method: str, uri: str,
+    qop: str | None, nc: str, cnonce: str,
+) -> str:
+    ha2 = _hex_hash(algorithm, f"{method}:{uri}")
+    if qop is None:  # RFC 2069
+        return _hex_hash(algorithm, f"{ha1_hex}:{nonce}:{ha2}")
+    return _hex_hash(algorithm, f"{ha1_hex}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+
+
+def _canonical_algorithm(name: str | None) -> str | None:
+    """The algorithm's canonical spelling; None if unknown. Absent means MD5 (RFC 7616)."""
+    if name is None:
+        return "MD5"
+    return _CANONICAL_ALGORITHM.get(name.lower())
+
+
+class DigestAuthenticator:
+    """Issues Digest challenges for one realm and verifies the answers.
+
+    Keeps only the highest nc accepted per nonce, in two generations that rotate every
+    nonce lifetime: an entry lives between one and two lifetimes, which covers the
+    nonce's own validity, and pruning costs O(1) per request.
+    """
+
+    def __init__(
+        self,
+        realm: str,
+        secret: bytes,
+        nonce_lifetime: float,
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+    ) -> None:
+        if not algorithms:
+            raise ValueError("at least one digest algorithm is needed")
+        canonical: list[str] = []
+        for name in algorithms:
+            algorithm = _CANONICAL_ALGORITHM.get(name.lower())
+            if algorithm is None:
+                raise ValueError(
+                    f"unsupported digest algorithm {name!r}; use {', '.join(_HASHES)}"
+                )
+            canonical.append(algorithm)
+        if nonce_lifetime <= 0:
+            raise ValueError("nonce_lifetime must be positive")
+        self.realm = realm
+        self.algorithms = tuple(canonical)
+        self.nonce_lifetime = nonce_lifetime
+        self._secret = secret
+        self._realm_bytes = realm.encode("utf-8")
+        self._lifetime_ms = int(nonce_lifetime * 1000)
+        self._quoted_realm = quote(realm)
+        self._current_nc: dict[str, int] = {}
+        self._previous_nc: dict[str, int] = {}
+        self._rotate_at: float | None = None
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"DigestAuthenticator(realm={self.realm!r}, algorithms={self.algorithms!r})"
+
+    def _mac(self, signed: bytes) -> bytes:
+        return hmac.digest(self._secret, self._realm_bytes + signed, "sha256")[:_MAC_LEN]
+
+    def _new_nonce(self, now: float) -> str:
+        signed = _TIME.pack(int(now * 1000)) + secrets.token_bytes(_RANDOM_LEN)
+        return base64.urlsafe_b64encode(signed + self._mac(signed)).decode("ascii")
+
+    def _nonce_issued_ms(self, nonce: str) -> int | None:
+        """The issue time of a nonce we made, or None if we did not make it."""
+        if len(nonce) != _NONCE_TEXT_LEN:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(nonce)
+        except (binascii.Error, ValueError):
+            return None
+        signed, mac = raw[: _NONCE_LEN - _MAC_LEN], raw[_NONCE_LEN - _MAC_LEN :]
+        if not hmac.compare_digest(mac, self._mac(signed)):
+            return None
+        issued_ms: int = _TIME.unpack_from(signed)[0]
+        return issued_ms
+
+    def challenge(self, now: float, stale: bool = False) -> list[str]:
+        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, in order."""
+        nonce = self._new_nonce(now)
+        tail = ", stale=true" if stale else ""
+        return [
+            f'Digest realm={self._quoted_realm}, nonce="{nonce}", qop="auth", '
+            f"algorithm={algorithm}{tail}"
+            for algorithm in self.algorithms
+        ]
+
+    def _rotate(self, now: float) -> None:
+        if self._rotate_at is None:
+            self._rotate_at = now + self.nonce_lifetime
+        elif now >= self._rotate_at:
+            if now >= self._rotate_at + self.nonce_lifetime:
+                self._previous_nc = {}  # idle for two lifetimes: everything has expired
+            else:
+                self._previous_nc = self._current_nc
+            self._current_nc = {}
+            self._rotate_at = now + self.nonce_lifetime
+
+    def verify(
+        self,
+        params: DigestParams,
+        method: str,
+        ha1_by_algorithm: Mapping[str, str],
+        now: float,
+    ) -> AuthResult:
+        """Check credentials against the stored HA1s ({'MD5': ..., 'SHA-256': ...})."""
+        algorithm = _canonical_algorithm(params.algorithm)
+        if algorithm is None or algorithm not in self.algorithms:
+            return AuthResult.FAILED
+        nonce, response, uri = params.nonce, params.response, params.uri
+        if params.realm != self.realm or nonce is None or response is None or uri is None:
+            return AuthResult.FAILED
+        issued_ms = self._nonce_issued_ms(nonce)
+        if issued_ms is None:
+            return AuthResult.FAILED
+
+        qop = params.qop
+        nc = 0
+        if qop is not None:
+            if qop.lower() != "auth" or params.cnonce is None or params.nc is None:
+                return AuthResult.FAILED
+            if _NC.fullmatch(params.nc) is None:
+                return AuthResult.FAILED
+            nc = int(params.nc, 16)
+            if nc == 0:
+                return AuthResult.FAILED
+        stored_ha1 = ha1_by_algorithm.get(algorithm)
+        if stored_ha1 is None or not response.isascii():
+            return AuthResult.FAILED
+        expected = _response(
+            algorithm, stored_ha1, nonce, method, uri, qop, params.nc or "", params.cnonce or ""
+        )
+        if not hmac.compare_digest(expected, response.lower()):
+            return AuthResult.FAILED
+
+        age_ms = int(now * 1000) - issued_ms
+        if not 0 <= age_ms <= self._lifetime_ms:  # in the future: a clock from before a reboot
+            return AuthResult.STALE
+        self._rotate(now)
+        last = self._current_nc.get(nonce)
+        if last is None:
+            last = self._previous_nc.get(nonce)
+        if last is not None:
+            if qop is None:
+                return AuthResult.STALE  # a nonce without nc is good once
+            if nc <= last:
+                return AuthResult.FAILED
+        if nonce in self._previous_nc:
+            self._previous_nc[nonce] = nc
+        else:
+            self._current_nc[nonce] = nc
+        return AuthResult.OK
+
+
+def authorization(
+    challenge: DigestParams,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    cnonce: str,
+    nc: int,
+) -> str:
+    """The Authorization value answering ``challenge`` (qop=auth when offered, else RFC 2069)."""
+    algorithm = _canonical_algorithm(challenge.algorithm)
+    if algorithm is None:
+        raise ValueError(f"unsupported digest algorithm {challenge.algorithm!r}")
+    realm = challenge.realm or ""
+    nonce = challenge.nonce or ""
+    offered_qops = {q.strip().lower() for q in (challenge.qop or "").split(",")}
+    qop = "auth" if "auth" in offered_qops else None
+    nc_text = f"{nc:08x}"
+    response = _response(
+        algorithm, ha1(algorithm, username, realm, password), nonce, method, uri, qop, nc_text,
+        cnonce,
+    )
+    parts = [
+        f"Digest username={quote(username)}",
+        f"realm={quote(realm)}",
+        f"nonce={quote(nonce)}",
+        f"uri={quote(uri)}",
+        f'response="{response}"',
+        f"algorithm={algorithm}",
+    ]
+    if qop is not None:
+        parts += [f"cnonce={quote(cnonce)}", f"qop={qop}", f"nc={nc_text}"]
+    if challenge.opaque is not None:
+        parts.append(f"opaque={quote(challenge.opaque)}")
+    return ", ".join(parts)

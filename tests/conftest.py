@@ -1,0 +1,23 @@
+"""Shared test fixtures: paths to test data."""
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+RFC4475 = DATA / "rfc4475"
+
+
+def rfc4475_message(name: str) -> bytes:
+    return (RFC4475 / f"{name}.dat").read_bytes()
+
+
+def rfc4475_index() -> list[dict[str, str]]:
+    lines = (RFC4475 / "INDEX.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+@pytest.fixture
+def corpus() -> list[dict[str, str]]:
+    return rfc4475_index()

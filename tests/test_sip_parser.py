@@ -1,0 +1,202 @@
+"""The SIP message reader against RFC 4475's torture messages and hand-made edge cases."""
+
+import pytest
+
+from softswitch.sip.headers import HeaderError, parse_name_addr, parse_via
+from softswitch.sip.message import Request, Response, make_response
+from softswitch.sip.parser import (
+    BadMessage,
+    FramingError,
+    StreamFramer,
+    Unparseable,
+    check_request,
+    check_response,
+    parse_datagram,
+)
+from softswitch.sip.uri import SipUri, TelUri, UriError, parse_uri
+
+from .conftest import rfc4475_index, rfc4475_message
+
+
+def read_request(name: str) -> Request:
+    return check_request(parse_datagram(rfc4475_message(name)))
+
+
+def outcome(name: str) -> str:
+    """What the reader decides for a corpus message: ok, drop, or the status to answer."""
+    try:
+        parsed = parse_datagram(rfc4475_message(name))
+        if isinstance(parsed.message, Request):
+            check_request(parsed)
+        else:
+            check_response(parsed)
+    except Unparseable:
+        return "drop"
+    except BadMessage as error:
+        return str(error.status)
+    return "ok"
+
+
+# The reader's share of RFC 4475: grammar errors. Semantic answers (420, 415, 406, a 400 for
+# a bad Contact in a REGISTER ...) are the UAS core's and are tested over sockets.
+READER_VERDICTS = {
+    "badinv01": "400", "clerr": "400", "ncl": "400", "scalar02": "400", "quotbal": "400",
+    "ltgtruri": "400", "lwsruri": "400", "lwsstart": "400", "trws": "400", "badaspec": "400",
+    "baddn": "400", "badvers": "505", "mismatch01": "400", "mismatch02": "400",
+    "bigcode": "drop", "insuf": "400", "unkscm": "416", "novelsc": "416", "multi01": "400",
+    "mcl01": "400", "scalarlg": "400",
+}
+
+
+@pytest.mark.parametrize("entry", rfc4475_index(), ids=lambda e: e["file"])
+def test_corpus_verdict(entry: dict[str, str]) -> None:
+    name = entry["file"].removesuffix(".dat")
+    expected = READER_VERDICTS.get(name, "ok")
+    assert outcome(name) == expected, entry["expected"]
+
+
+def test_wsinv_tortuous_whitespace() -> None:
+    request = read_request("wsinv")
+    assert request.method == "INVITE"
+    assert request.to is not None and request.to.tag == "1918181833n"
+    assert isinstance(request.to.uri, SipUri) and request.to.uri.host == "chair-dnrc.example.com"
+    assert request.from_ is not None
+    assert request.from_.display_name == 'J Rosenberg \\"'
+    assert request.from_.tag == "98asjd8"
+    assert request.get("max-forwards") == "0068"
+    assert request.cseq is not None and (request.cseq.number, request.cseq.method) == (9, "INVITE")
+    assert [(v.transport, v.host) for v in request.vias] == [
+        ("UDP", "192.0.2.2"), ("TCP", "spindle.example.com"), ("UDP", "192.168.255.111")]
+    assert request.vias[2].branch == "z9hG4bK30239"
+    assert request.get("newfangledheader") == "newfangled value continued newfangled value"
+    assert request.get("subject") == ""
+    contact = request.contacts[0]
+    assert contact.display_name == 'Quoted string ""'
+    assert contact.params == {"newparam": "newvalue", "secondparam": None, "q": "0.33"}
+    assert len(request.body) == 150
+
+
+def test_escapes_in_uris() -> None:
+    request = read_request("esc01")
+    uri = request.request_uri
+    assert isinstance(uri, SipUri) and uri.user_text == "sips:user@example.com"
+    assert request.to is not None and isinstance(request.to.uri, SipUri)
+    assert request.to.uri.user_text == "user"
+    assert request.from_ is not None and isinstance(request.from_.uri, SipUri)
+    assert request.from_.uri.user_text == "I have spaces"
+    escnull = read_request("escnull")
+    assert [str(c.uri) for c in escnull.contacts] == [
+        "sip:%00@host5.example.com", "sip:%00%00@host5.example.com"]
+
+
+def test_method_and_header_names_are_not_unescaped() -> None:
+    request = read_request("esc02")
+    assert request.method == "RE%47IST%45R"
+    assert len(request.get_all("contact")) == 2
+    assert request.get("c%6fntact") == "<sip:alias2@host2.example.com>"
+
+
+def test_unusual_characters() -> None:
+    request = read_request("intmeth")
+    assert request.method == "!interesting-Method0123456789_*+`.%indeed'~"
+    assert request.to is not None and request.to.display_name == "BEL:\x07 NUL:\x00 DEL:\x7f"
+    assert request.from_ is not None
+    assert request.from_.display_name == "token1~` token2'+_ token3*%!.-"
+    assert request.call_id == "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"
+
+
+def test_other_valid_messages() -> None:
+    assert read_request("lwsdisp").from_.display_name == "caller"  # type: ignore[union-attr]
+    semi = read_request("semiuri").request_uri
+    assert isinstance(semi, SipUri) and semi.user == "user;par=u%40example.net"
+    assert [v.transport for v in read_request("transports").vias] == [
+        "UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]
+    assert read_request("dblreq").body == b""
+    mpart = read_request("mpart01")
+    assert len(mpart.body) == int(mpart.get("content-length") or 0)
+    assert b"\r\n" in mpart.body
+    inv2543 = read_request("inv2543")
+    assert inv2543.top_via is not None and not inv2543.top_via.is_rfc3261
+    long = read_request("longreq")
+    assert len(long.get("to") or "") > 100 and len(long.vias) > 5
+
+
+def test_responses_with_odd_reason_phrases() -> None:
+    unreason = check_response(parse_datagram(rfc4475_message("unreason")))
+    assert unreason.status == 200 and unreason.reason.startswith("= 2**3 * 5**2")
+    noreason = check_response(parse_datagram(rfc4475_message("noreason")))
+    assert noreason.status == 100 and noreason.reason == ""
+
+
+def test_clerr_over_a_stream_waits_for_more_bytes() -> None:
+    framer = StreamFramer()
+    assert framer.feed(rfc4475_message("clerr")) == []
+    assert framer.pending > 0
+
+
+def test_stream_framing_splits_and_joins() -> None:
+    one = rfc4475_message("esc01")
+    two = rfc4475_message("lwsdisp")
+    framer = StreamFramer()
+    stream = b"\r\n\r\n" + one + two  # keep-alive CRLFs first
+    got = []
+    for i in range(0, len(stream), 7):
+        got += framer.feed(stream[i:i + 7])
+    assert [p.message.call_id for p in got] == [
+        "esc01.239409asdfakjkn23onasd0-3234", "lwsdisp.1234abcd@funky.example.com"]
+    assert len(got[0].message.body) == 150
+    assert framer.pending == 0
+
+
+def test_stream_refuses_oversized_and_bad_length() -> None:
+    framer = StreamFramer(max_message_size=1000)
+    with pytest.raises(FramingError) as too_big:
+        framer.feed(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5000\r\n\r\n")
+    assert too_big.value.status == 513
+    with pytest.raises(FramingError) as negative:
+        StreamFramer().feed(rfc4475_message("ncl"))
+    assert negative.value.status == 400
+
+
+def test_garbage_is_unparseable() -> None:
+    for junk in (b"", b"\x00\x01\x02", b"hello world", b"\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"):
+        with pytest.raises(Unparseable):
+            parse_datagram(junk)
+
+
+def test_uris() -> None:
+    uri = parse_uri("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=hi")
+    assert isinstance(uri, SipUri)
+    assert (uri.scheme, uri.user, uri.password, uri.host, uri.port) == (
+        "sips", "alice", "secret", "[2001:db8::1]", 5061)
+    assert uri.params == {"transport": "tcp", "lr": None} and uri.headers == "subject=hi"
+    assert str(uri) == "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=hi"
+    tel = parse_uri("tel:+81-90-1234-5678;phone-context=example.com")
+    assert isinstance(tel, TelUri) and tel.number == "+81-90-1234-5678"
+    for bad in ("sip:", "sip:user@", "sip:a b@host", "sip:user@host:99999", "nocolon"):
+        with pytest.raises(UriError):
+            parse_uri(bad)
+
+
+def test_name_addr_forms() -> None:
+    spec = parse_name_addr("sip:alice@example.com;tag=88")
+    assert spec.tag == "88" and spec.display_name is None
+    assert str(spec) == "<sip:alice@example.com>;tag=88"
+    with pytest.raises(HeaderError):
+        parse_name_addr("sip:user@example.com?Route=%3Csip:sip.example.com%3E")
+    with pytest.raises(HeaderError):
+        parse_name_addr('"unterminated <sip:a@b>')
+    via = parse_via("SIP/2.0/UDP [::1]:5062;branch=z9hG4bKabc;rport")
+    assert (via.host, via.port, via.branch, via.rport) == ("[::1]", 5062, "z9hG4bKabc", True)
+
+
+def test_response_copies_headers_and_adds_to_tag() -> None:
+    request = read_request("lwsdisp")
+    response = make_response(request, 200, to_tag="abc", headers=[("x-test", "1")])
+    assert response.get("to") == "sip:user@example.com;tag=abc"
+    assert response.get_all("via") == request.get_all("via")
+    reparsed = check_response(parse_datagram(response.to_bytes()))
+    assert isinstance(reparsed, Response) and reparsed.status == 200
+    assert reparsed.to is not None and reparsed.to.tag == "abc"
+    assert reparsed.get("content-length") == "0"
+    assert make_response(request, 100).get("to") == "sip:user@example.com"
