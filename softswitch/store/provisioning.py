@@ -1,0 +1,183 @@
+"""Provisioning: bring the store's subscribers in line with the config, idempotently.
+
+Only provisioning fields (what the YAML says about a subscriber) are ever updated.
+Service state the subscriber changes later (PIN, blocklist, voicemail, forwarding,
+remote control, registrations) is created with defaults once and then never touched,
+so re-provisioning cannot undo a subscriber's own changes. Subscribers that are in
+the store but no longer in the config are left as they are.
+
+Planning (which hashes argon2, slow on purpose) is a plain function run in a worker
+thread; applying the plan is one short transaction.
+"""
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Table
+
+from softswitch.config import Config, Subscriber
+from softswitch.services.pin_hash import hash_secret, verify_secret
+from softswitch.store.schema import (
+    SUBSCRIBER_STATE_TABLES,
+    pins,
+    voicemail_settings,
+)
+
+# Columns provisioning owns; everything else in the store belongs to the services.
+PROVISIONED_COLUMNS = (
+    "sim",
+    "line",
+    "sip_ha1_md5",
+    "sip_ha1_sha256",
+    "mio_id",
+    "email",
+    "portal_password_hash",
+    "name",
+    "birth_date",
+    "iccid",
+    "postal_address",
+    "nuisance_option",
+)
+UNIQUE_COLUMNS = ("mio_id", "email")
+
+
+class ProvisioningError(Exception):
+    """The config cannot be applied to the store as it is (e.g. a login taken by another)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ProvisionSummary:
+    added: tuple[str, ...]  # subscriber numbers
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
+        )
+
+
+@dataclass(slots=True)
+class ProvisioningPlan:
+    """The writes that make the store match the config."""
+
+    summary: ProvisionSummary
+    new_subscribers: list[dict[str, Any]]
+    changed_subscribers: list[dict[str, Any]]  # 'number' plus every provisioned column
+    changing_logins: list[str]  # numbers of changed subscribers whose mio_id or email changes
+    state_rows: dict[Table, list[dict[str, Any]]]  # missing default state rows per table
+
+
+def digest_ha1(
+    hash_function: Callable[[bytes], Any], number: str, realm: str, password: str
+) -> str:
+    """HA1 = H(username:realm:password) of RFC 7616, with the subscriber number as username."""
+    return str(hash_function(f"{number}:{realm}:{password}".encode()).hexdigest())
+
+
+def plan_provisioning(
+    config: Config,
+    stored: Mapping[str, Row[Any]],
+    numbers_with_state: Mapping[Table, set[str]],
+    now: float,
+) -> ProvisioningPlan:
+    """Compare the config with the stored subscribers (provisioned columns + number).
+
+    `numbers_with_state` gives, per state table, the numbers that already have a row.
+    """
+    _refuse_logins_taken_by_others(config, stored)
+    added, updated, unchanged = [], [], []
+    new_subscribers, changed_subscribers, changing_logins = [], [], []
+    state_rows: dict[Table, list[dict[str, Any]]] = {table: [] for table in SUBSCRIBER_STATE_TABLES}
+    for subscriber in config.subscribers:
+        old = stored.get(subscriber.number)
+        wanted = _provisioned_values(subscriber, config.sip.domain, old)
+        missing_state = _missing_state_rows(subscriber, config, numbers_with_state)
+        for table, row in missing_state.items():
+            state_rows[table].append(row)
+        if old is None:
+            added.append(subscriber.number)
+            new_subscribers.append({"number": subscriber.number, **wanted, "provisioned_at": now})
+        elif missing_state or any(getattr(old, name) != wanted[name] for name in wanted):
+            updated.append(subscriber.number)
+            changed_subscribers.append({"number": subscriber.number, **wanted})
+            if any(getattr(old, name) != wanted[name] for name in UNIQUE_COLUMNS):
+                changing_logins.append(subscriber.number)
+        else:
+            unchanged.append(subscriber.number)
+    return ProvisioningPlan(
+        ProvisionSummary(tuple(added), tuple(updated), tuple(unchanged)),
+        new_subscribers,
+        changed_subscribers,
+        changing_logins,
+        state_rows,
+    )
+
+
+def _refuse_logins_taken_by_others(config: Config, stored: Mapping[str, Row[Any]]) -> None:
+    """A mioID or email of a subscriber no longer in the config cannot be given to another."""
+    configured = {subscriber.number for subscriber in config.subscribers}
+    for column in UNIQUE_COLUMNS:
+        owners = {
+            getattr(row, column): number
+            for number, row in stored.items()
+            if number not in configured and getattr(row, column) is not None
+        }
+        for subscriber in config.subscribers:
+            value = getattr(subscriber, column)
+            if value in owners:
+                raise ProvisioningError(
+                    f"{column} {value!r} of subscriber {subscriber.number} belongs to subscriber "
+                    f"{owners[value]} in the store, who is no longer in the config"
+                )
+
+
+def _provisioned_values(subscriber: Subscriber, realm: str, old: Row[Any] | None) -> dict[str, Any]:
+    password = subscriber.sip_password
+    return {
+        "sim": subscriber.sim,
+        "line": subscriber.line,
+        "sip_ha1_md5": None
+        if password is None
+        else digest_ha1(hashlib.md5, subscriber.number, realm, password),
+        "sip_ha1_sha256": None
+        if password is None
+        else digest_ha1(hashlib.sha256, subscriber.number, realm, password),
+        "mio_id": subscriber.mio_id,
+        "email": subscriber.email,
+        "portal_password_hash": _portal_password_hash(subscriber.portal_password, old),
+        "name": subscriber.name,
+        "birth_date": subscriber.birth_date,
+        "iccid": subscriber.iccid,
+        "postal_address": subscriber.postal_address,
+        "nuisance_option": subscriber.options.nuisance_blocking,
+    }
+
+
+def _portal_password_hash(password: str | None, old: Row[Any] | None) -> str | None:
+    """The stored hash when it still matches the password (salts differ on every hash)."""
+    if password is None:
+        return None
+    old_hash = None if old is None else old.portal_password_hash
+    if old_hash is not None and verify_secret(password, old_hash):
+        return str(old_hash)
+    return hash_secret(password)
+
+
+def _missing_state_rows(
+    subscriber: Subscriber, config: Config, numbers_with_state: Mapping[Table, set[str]]
+) -> dict[Table, dict[str, Any]]:
+    """Default service state for the tables where the subscriber has no row yet."""
+    rows: dict[Table, dict[str, Any]] = {}
+    for table in SUBSCRIBER_STATE_TABLES:
+        if subscriber.number in numbers_with_state[table]:
+            continue
+        row: dict[str, Any] = {"number": subscriber.number}  # other columns: their defaults
+        if table is pins:
+            row["pin_hash"] = hash_secret(subscriber.network_pin)
+        elif table is voicemail_settings:
+            row["ring_time"] = config.services.voicemail.default_ring_time
+        rows[table] = row
+    return rows

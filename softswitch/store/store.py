@@ -1,0 +1,329 @@
+"""The store: subscribers, their service state and SIP registrations.
+
+Built from a URL: 'sqlite+aiosqlite:///var/softswitch.db' (a file; a relative path is
+relative to the working directory; its directory is created; WAL journal) or
+'postgresql+asyncpg://user:password@host/dbname' (state shared by several instances).
+Tables are created on open. Services build their own queries on `Store.engine` and the
+tables in softswitch.store.schema.
+"""
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from softswitch.config import Config
+from softswitch.store.provisioning import (
+    PROVISIONED_COLUMNS,
+    UNIQUE_COLUMNS,
+    ProvisionSummary,
+    plan_provisioning,
+)
+from softswitch.store.schema import (
+    SUBSCRIBER_STATE_TABLES,
+    blocklist,
+    forwarding,
+    metadata,
+    pins,
+    registrations,
+    remote_control,
+    settings,
+    subscribers,
+    voicemail_settings,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000  # wait this long for another writer (another process) to finish
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",  # readers never wait for the writer
+    "synchronous=NORMAL",  # durable at checkpoints; safe with WAL, much faster than FULL
+    f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "foreign_keys=ON",  # SQLite enforces them only when asked
+)
+MAX_KEYS_PER_IN = 500  # stays well under every backend's limit on bound parameters
+
+
+@dataclass(slots=True, frozen=True)
+class SubscriberCredentials:
+    """What the registrar needs to authenticate a subscriber's phone.
+
+    Data SIMs are included with empty HA1s: the registrar must refuse sim != 'voice'
+    before any digest check.
+    """
+
+    number: str
+    sim: str
+    line: str
+    ha1_md5: str
+    ha1_sha256: str
+
+
+@dataclass(slots=True, frozen=True)
+class BindingRow:
+    """One registered contact of an address-of-record (the subscriber number)."""
+
+    aor: str
+    contact: str
+    expires_at: float  # wall-clock epoch seconds
+    call_id: str
+    cseq: int
+    q: float | None
+    source: str  # 'udp:host:port' the REGISTER came from
+    user_agent: str
+
+
+_BINDING_FIELDS = tuple(spec.name for spec in fields(BindingRow))
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> "Store":
+        """Connect and create any missing tables."""
+        engine = _create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- provisioning ------------------------------------------------------------------------
+
+    async def provision(self, config: Config) -> ProvisionSummary:
+        """Add and update the config's subscribers; never touches their service state.
+
+        Raises ProvisioningError if a login of a subscriber in the config belongs to a
+        subscriber that is in the store but no longer in the config.
+        """
+        async with self.engine.connect() as connection:
+            columns = [subscribers.c[name] for name in ("number", *PROVISIONED_COLUMNS)]
+            stored = {row.number: row for row in await connection.execute(select(*columns))}
+            numbers_with_state = {
+                table: set((await connection.execute(select(table.c.number))).scalars())
+                for table in SUBSCRIBER_STATE_TABLES
+            }
+        # argon2 is slow on purpose: keep it off the event loop and out of the transaction.
+        plan = await asyncio.to_thread(
+            plan_provisioning, config, stored, numbers_with_state, time.time()
+        )
+        async with self.engine.begin() as connection:
+            changed = plan.changed_subscribers
+            if plan.changing_logins:  # free them first, so that two subscribers can swap emails
+                await connection.execute(
+                    subscribers.update()
+                    .where(subscribers.c.number.in_(plan.changing_logins))
+                    .values(dict.fromkeys(UNIQUE_COLUMNS))
+                )
+            if changed:
+                await connection.execute(
+                    subscribers.update().where(subscribers.c.number == bindparam("key")),
+                    [
+                        {"key": row["number"], **{k: row[k] for k in PROVISIONED_COLUMNS}}
+                        for row in changed
+                    ],
+                )
+            if plan.new_subscribers:
+                await connection.execute(subscribers.insert(), plan.new_subscribers)
+            for table, rows in plan.state_rows.items():
+                if rows:
+                    await connection.execute(table.insert(), rows)
+        return plan.summary
+
+    # -- registrar ---------------------------------------------------------------------------
+
+    async def load_credentials(self) -> dict[str, SubscriberCredentials]:
+        """Every subscriber by number (data SIMs too, with empty HA1s)."""
+        query = select(
+            subscribers.c.number,
+            subscribers.c.sim,
+            subscribers.c.line,
+            subscribers.c.sip_ha1_md5,
+            subscribers.c.sip_ha1_sha256,
+        )
+        async with self.engine.connect() as connection:
+            result = await connection.execute(query)
+        return {
+            row.number: SubscriberCredentials(
+                row.number, row.sim, row.line, row.sip_ha1_md5 or "", row.sip_ha1_sha256 or ""
+            )
+            for row in result
+        }
+
+    async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
+        """Replace the whole binding set of each AOR in `changes`, all in one transaction.
+
+        An empty sequence removes all of that AOR's bindings. Made for group commit: one
+        DELETE ... IN and one executemany INSERT for the whole batch.
+        """
+        if not changes:
+            return
+        rows: list[dict[str, Any]] = []
+        for aor, bindings in changes.items():
+            by_contact: dict[str, BindingRow] = {}
+            for binding in bindings:
+                if binding.aor != aor:
+                    raise ValueError(f"binding for {binding.aor!r} listed under AOR {aor!r}")
+                by_contact[binding.contact] = binding  # a contact twice: the last one counts
+            rows.extend(
+                {name: getattr(binding, name) for name in _BINDING_FIELDS}
+                for binding in by_contact.values()
+            )
+        async with self.engine.begin() as connection:
+            for aors in _chunks(list(changes), MAX_KEYS_PER_IN):
+                await connection.execute(
+                    registrations.delete().where(registrations.c.aor.in_(aors))
+                )
+            if rows:
+                await connection.execute(registrations.insert(), rows)
+
+    async def load_bindings(self, now_epoch: float) -> dict[str, list[BindingRow]]:
+        """All unexpired bindings by AOR; expired rows are deleted on the way."""
+        columns = [registrations.c[name] for name in _BINDING_FIELDS]
+        query = select(*columns).order_by(registrations.c.aor, registrations.c.contact)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                registrations.delete().where(registrations.c.expires_at <= now_epoch)
+            )
+            result = await connection.execute(query)
+        bindings: dict[str, list[BindingRow]] = {}
+        for row in result:
+            bindings.setdefault(row.aor, []).append(BindingRow(*row))
+        return bindings
+
+    async def shared_secret(self, name: str) -> bytes:
+        """A random secret kept in the store, made on first use; the same for every instance."""
+        query = select(settings.c.value).where(settings.c.name == name)
+        async with self.engine.begin() as connection:
+            value = (await connection.execute(query)).scalar()
+            if value is None:
+                value = secrets.token_hex(32)
+                await connection.execute(settings.insert().values(name=name, value=value))
+        return bytes.fromhex(value)
+
+    # -- operator ----------------------------------------------------------------------------
+
+    async def subscriber_state(
+        self, number: str, now_epoch: float | None = None
+    ) -> dict[str, Any] | None:
+        """JSON-able state of one subscriber for `softswitch show`; None if unknown.
+
+        Never includes the PIN, the passwords or their hashes.
+        """
+        now = time.time() if now_epoch is None else now_epoch
+        async with self.engine.connect() as connection:
+            subscriber = await _one_subscriber_with_state(connection, number)
+            if subscriber is None:
+                return None
+            blocked = await connection.execute(
+                select(blocklist.c.blocked_number)
+                .where(blocklist.c.number == number)
+                .order_by(blocklist.c.id)
+            )
+            bindings = await connection.execute(
+                select(
+                    registrations.c.contact,
+                    registrations.c.expires_at,
+                    registrations.c.source,
+                    registrations.c.user_agent,
+                )
+                .where(registrations.c.aor == number, registrations.c.expires_at > now)
+                .order_by(registrations.c.contact)
+            )
+        return {
+            "number": subscriber.number,
+            "sim": subscriber.sim,
+            "line": subscriber.line,
+            "options": {"nuisance_blocking": subscriber.nuisance_option},
+            "registrations": [
+                {
+                    "contact": row.contact,
+                    "expires_in": round(row.expires_at - now),
+                    "source": row.source,
+                    "user_agent": row.user_agent,
+                }
+                for row in bindings
+            ],
+            "blocklist": list(blocked.scalars()),
+            "voicemail": {
+                "enabled": subscriber.voicemail_enabled,
+                "ring_time": subscriber.ring_time,
+            },
+            "forwarding": {
+                "active": subscriber.forwarding_active,
+                "destination": subscriber.destination,
+                "mode": subscriber.mode,
+            },
+            "remote_control": {"enabled": subscriber.remote_control_enabled},
+            "pin": {
+                "locked": subscriber.locked,
+                "failures": subscriber.failures,
+                "pending_change": subscriber.pending_pin_hash is not None,
+                "pending_apply_at": subscriber.pending_apply_at,
+            },
+        }
+
+
+async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -> Any:
+    """The subscriber row joined with its one-row-per-subscriber state tables."""
+    query = (
+        select(
+            subscribers.c.number,
+            subscribers.c.sim,
+            subscribers.c.line,
+            subscribers.c.nuisance_option,
+            voicemail_settings.c.enabled.label("voicemail_enabled"),
+            voicemail_settings.c.ring_time,
+            forwarding.c.active.label("forwarding_active"),
+            forwarding.c.destination,
+            forwarding.c.mode,
+            remote_control.c.enabled.label("remote_control_enabled"),
+            pins.c.locked,
+            pins.c.failures,
+            pins.c.pending_pin_hash,
+            pins.c.pending_apply_at,
+        )
+        .select_from(subscribers)
+        .outerjoin(voicemail_settings, voicemail_settings.c.number == subscribers.c.number)
+        .outerjoin(forwarding, forwarding.c.number == subscribers.c.number)
+        .outerjoin(remote_control, remote_control.c.number == subscribers.c.number)
+        .outerjoin(pins, pins.c.number == subscribers.c.number)
+        .where(subscribers.c.number == number)
+    )
+    return (await connection.execute(query)).first()
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
