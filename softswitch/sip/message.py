@@ -7,7 +7,6 @@ kept as written so that a proxy or a response copies them byte for byte; typed r
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 from . import abnf
@@ -220,9 +219,3 @@ def make_response(request: Request, status: int, reason: str | None = None,
     return Response(headers=copied, body=body, status=status,
                     reason=reason or REASONS.get(status, "Unknown"))
 
-
-def local_tag(request: Request) -> str:
-    """A To tag for a response we generate: the same for every retransmission of the request
-    (§8.2.6.2), different between requests."""
-    via = request.get("via") or ""
-    return format(zlib.crc32(f"{request.call_id}|{via}|{request.get('cseq')}".encode()), "08x")

@@ -73,13 +73,18 @@ def _header_end(data: bytes) -> tuple[int, int]:
 
 
 def _parse_head(head: bytes) -> Parsed:
+    start, headers, defect = _split_head(head)
+    return _with_start_line(start, headers, defect)
+
+
+def _split_head(head: bytes) -> tuple[str, HeaderList, BadMessage | None]:
+    """The start line and the unfolded header lines, with the first defect found."""
     text = head.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     while lines and not lines[0]:  # RFC 3261 §7.5: ignore CRLFs before the start line
         lines.pop(0)
     if not lines:
         raise Unparseable("empty message")
-    start = lines[0]
     defect: BadMessage | None = None
     headers: HeaderList = []
     for line in lines[1:]:
@@ -91,14 +96,16 @@ def _parse_head(head: bytes) -> Parsed:
                 defect = BadMessage(400, "continuation line before any header")
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(abnf.LWS)
-        if not colon or not abnf.TOKEN.fullmatch(name):
+        key = _HEADER_KEYS.get(name) or (_header_key(name) if colon else "")
+        if not key:
             if defect is None:
                 defect = BadMessage(400, f"malformed header line {line[:40]!r}")
             continue
-        key = name.lower()
-        headers.append((abnf.COMPACT_FORMS.get(key, key), value.strip(abnf.LWS)))
+        headers.append((key, value.strip(abnf.LWS)))
+    return lines[0], headers, defect
 
+
+def _with_start_line(start: str, headers: HeaderList, defect: BadMessage | None) -> Parsed:
     message: Request | Response
     if start.startswith("SIP/"):
         status_match = abnf.STATUS_LINE.fullmatch(start)
@@ -123,6 +130,24 @@ def _parse_head(head: bytes) -> Parsed:
     return Parsed(Request(headers=headers, method=method, uri=uri, version=version), defect)
 
 
+# Header names as the common phones spell them -> lower-case long keys: one dict lookup
+# instead of a regex for almost every header line.
+_HEADER_KEYS: dict[str, str] = {
+    spelling: abnf.COMPACT_FORMS.get(key, key)
+    for key, name in [*abnf.CANONICAL_NAMES.items(), *((c, c) for c in abnf.COMPACT_FORMS)]
+    for spelling in (name, key, name.upper(), key.upper())
+}
+
+
+def _header_key(name: str) -> str:
+    """The key of a header name (HCOLON allows whitespace before ":"), or "" if invalid."""
+    stripped = name.rstrip(abnf.LWS)
+    if not abnf.TOKEN.fullmatch(stripped):
+        return ""
+    key = stripped.lower()
+    return abnf.COMPACT_FORMS.get(key, key)
+
+
 def _content_length(headers: HeaderList) -> tuple[int | None, BadMessage | None]:
     values = [value for key, value in headers if key == "content-length"]
     if not values:
@@ -139,7 +164,8 @@ class StreamFramer:
     """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 §18.3).
 
     `feed` returns complete messages; `FramingError` means the stream cannot be resynchronised
-    (the connection should be answered if possible and closed).
+    (the connection should be answered if possible and closed). Messages complete before a
+    bad one are returned first; the next `feed` (of b"" if need be) raises.
     """
 
     def __init__(self, max_message_size: int = 65535) -> None:
@@ -149,6 +175,15 @@ class StreamFramer:
     def feed(self, data: bytes) -> list[Parsed]:
         self._buffer += data
         messages: list[Parsed] = []
+        try:
+            self._frame(messages)
+        except (FramingError, Unparseable):
+            if not messages:
+                raise
+            # The messages before the bad one are handed over; the next feed raises.
+        return messages
+
+    def _frame(self, messages: list[Parsed]) -> None:
         while True:
             # Keep-alive CRLFs (RFC 5626 §3.5.1) between messages are skipped.
             strip = 0
@@ -160,9 +195,15 @@ class StreamFramer:
             if end < 0:
                 if len(self._buffer) > MAX_HEADER_BYTES:
                     raise FramingError(513, "header section too large")
-                return messages
-            parsed = _parse_head(bytes(self._buffer[:end]))
-            length, defect = _content_length(parsed.message.headers)
+                return
+            start, headers, head_defect = _split_head(bytes(self._buffer[:end]))
+            try:
+                parsed: Parsed | None = _with_start_line(start, headers, head_defect)
+            except Unparseable:
+                if not (start.startswith("SIP/") or " SIP/" in start):
+                    raise  # not SIP at all: the connection goes
+                parsed = None  # a broken SIP start line (RFC 4475 bigcode): skipped, stream kept
+            length, defect = _content_length(headers)
             if defect is not None:
                 raise FramingError(400, defect.reason, parsed)
             length = length or 0
@@ -170,10 +211,11 @@ class StreamFramer:
                 raise FramingError(513, "message too large", parsed)
             total = end + sep + length
             if len(self._buffer) < total:
-                return messages  # wait for the rest of the body
-            parsed.message.body = bytes(self._buffer[end + sep:total])
+                return  # wait for the rest of the body
+            if parsed is not None:
+                parsed.message.body = bytes(self._buffer[end + sep:total])
+                messages.append(parsed)
             del self._buffer[:total]
-            messages.append(parsed)
 
     @property
     def pending(self) -> int:
@@ -231,13 +273,21 @@ def check_response(parsed: Parsed) -> Response:
     return response
 
 
+_REQUIRED_SINGLE = ("from", "to", "call-id", "cseq")
+
+
 def _check_common(message: Message) -> None:
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if not message.has(key):
+    seen: set[str] = set()
+    for key, _ in message.headers:
+        if key in abnf.SINGLE_VALUE_HEADERS:
+            if key in seen:
+                raise BadMessage(400, f"more than one {abnf.canonical_name(key)} header")
+            seen.add(key)
+    if not message.has("via"):
+        raise BadMessage(400, "missing Via header")
+    for key in _REQUIRED_SINGLE:
+        if key not in seen:
             raise BadMessage(400, f"missing {abnf.canonical_name(key)} header")
-    for key in abnf.SINGLE_VALUE_HEADERS:
-        if len(message.get_all(key)) > 1:
-            raise BadMessage(400, f"more than one {abnf.canonical_name(key)} header")
     call_id = message.call_id
     if not call_id or any(ch in call_id for ch in " \t"):
         raise BadMessage(400, "bad Call-ID")

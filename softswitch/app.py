@@ -1,0 +1,116 @@
+"""Wiring: config -> store -> services -> switch -> transports, and the process's life."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+from dataclasses import dataclass
+
+from .config import Config
+from .net.transports import SipStack
+from .sip.digest import DigestAuthenticator
+from .sip.endpoint import SipEndpoint
+from .store.store import Store
+from .switch.core import SwitchCore
+from .switch.registrar import BindingWriter, Registrar
+
+log = logging.getLogger("softswitch")
+
+MAX_SWEEP_INTERVAL = 30.0  # seconds between removals of expired bindings, at most
+
+
+@dataclass(slots=True)
+class Server:
+    config: Config
+    store: Store
+    stack: SipStack
+    registrar: Registrar
+    core: SwitchCore
+    _sweeper: asyncio.Task[None]
+
+    @property
+    def listening(self) -> list[str]:
+        return [f"{transport} {address}" for transport, address in self.stack.bound]
+
+    async def close(self) -> None:
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        await self.stack.close()
+        await self.store.close()
+
+
+async def start(config: Config) -> Server:
+    store = await Store.open(config.store.url)
+    summary = await store.provision(config)
+    log.info("provisioned subscribers: %s", summary)
+    sip = config.sip
+    authenticator = DigestAuthenticator(
+        realm=sip.domain, secret=sip.auth.secret or await store.shared_secret("digest-nonce"),
+        nonce_lifetime=sip.auth.nonce_lifetime, algorithms=tuple(sip.auth.algorithms))
+    registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
+                          credentials=await store.load_credentials(),
+                          writer=BindingWriter(store))
+    registrar.load(await store.load_bindings(registrar.clock()))
+
+    endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent,
+                           sent_by=str(sip.listen[0]))
+    stack = SipStack(endpoint)
+    core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent)
+    stack.handler = core.handle
+    try:
+        for address in sip.listen:
+            await stack.listen(address, sip.transports)
+    except OSError:
+        await stack.close()
+        await store.close()
+        raise
+    interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
+    sweeper = asyncio.create_task(_sweep(registrar, interval))
+    # What startup built lives as long as the process: keep the collector off it, and let
+    # it run less often (per-message objects are short-lived and mostly freed by refcount).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    return Server(config, store, stack, registrar, core, sweeper)
+
+
+async def _sweep(registrar: Registrar, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await registrar.sweep()
+        except Exception:
+            log.exception("sweeping expired bindings failed")
+            continue
+        if removed:
+            log.info("removed %d expired bindings", removed)
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT or SIGTERM, then close cleanly."""
+    server = await start(config)
+    for line in server.listening:
+        print(f"softswitch listening on {line}", flush=True)
+    log.info("softswitch serving domain %s", config.sip.domain)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.close()
+
+
+def run(config: Config) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

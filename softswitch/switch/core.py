@@ -1,0 +1,157 @@
+"""The UAS core: what softswitch answers to each request (RFC 3261 §8.2), and where it goes.
+
+Checks run in the order of §8.2: method (405/501), header inspection (Require -> 420),
+content (415/406), then the request is processed: OPTIONS here, REGISTER by the registrar,
+INVITE by the call router (the dial codes, the DTMF test number, calls between
+subscribers), in-dialog requests by the dialog they belong to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from ..sip.events import (
+    CancelReceived,
+    Event,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
+from ..sip.message import Request, Response, make_response
+from ..sip.transaction import ServerTransaction
+from .registrar import Registrar
+
+log = logging.getLogger(__name__)
+
+# What we implement; Allow lists these. Other methods RFC 3261 and its extensions define
+# get 405 (known, not allowed here); anything else gets 501 (§8.2.1).
+ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO")
+KNOWN_NOT_ALLOWED = frozenset(
+    ("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"))
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+ACCEPT = "application/sdp"
+
+
+class Responder(Protocol):
+    """What the core needs from the transport shell: answer a server transaction now."""
+
+    def respond(self, transaction: ServerTransaction, response: Response) -> None: ...
+
+
+class DialogHandler(Protocol):
+    """Calls and IVR sessions: INVITE, and the in-dialog requests and responses."""
+
+    async def invite(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
+        ...
+
+    def in_dialog(self, event: Event) -> bool:
+        """Take an event that belongs to a call; False when no call knows it."""
+        ...
+
+
+class SwitchCore:
+    def __init__(self, *, registrar: Registrar, responder: Responder,
+                 server_name: str, calls: DialogHandler | None = None) -> None:
+        self.registrar = registrar
+        self.responder = responder
+        self.server_name = server_name
+        self.calls = calls
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, event: Event) -> None:
+        """Called by the transport shell for each endpoint event, in arrival order."""
+        if isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif self.calls is not None and self.calls.in_dialog(event):
+            return
+        elif isinstance(event, (ResponseReceived, TransactionTimedOut, CancelReceived)):
+            if isinstance(event, CancelReceived):
+                self._answer(event.transaction, make_response(event.transaction.request, 487))
+            log.debug("unclaimed %s", type(event).__name__)
+
+    @property
+    def pending_tasks(self) -> int:
+        return len(self._tasks)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request, transaction = event.request, event.transaction
+        if transaction is None:  # an ACK to a 2xx: belongs to a call, or to nobody
+            if self.calls is not None:
+                self.calls.in_dialog(event)
+            return
+        method = request.method
+        if method == "ACK":
+            return
+        if method not in ALLOWED:
+            status = 405 if method in KNOWN_NOT_ALLOWED else 501
+            self._reply(transaction, request, status, [("allow", ", ".join(ALLOWED))])
+            return
+        unsupported = [o for o in request.values("require") if o and o not in
+                       SUPPORTED_EXTENSIONS]
+        if unsupported and method != "CANCEL":
+            self._reply(transaction, request, 420, [("unsupported", ", ".join(unsupported))])
+            return
+        if method == "OPTIONS":
+            self._reply(transaction, request, 200, [
+                ("allow", ", ".join(ALLOWED)), ("accept", ACCEPT),
+                ("accept-language", "ja, en"), ("supported", "")])
+        elif method == "REGISTER":
+            self._spawn(self._register(request, transaction, event.peer))
+        elif method == "INVITE":
+            self._on_invite(request, transaction, event.peer)
+        elif self.calls is None or not self.calls.in_dialog(event):
+            self._reply(transaction, request, 481)
+
+    def _on_invite(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
+        content_type = request.content_type
+        if request.body and content_type != ACCEPT:
+            self._reply(transaction, request, 415, [("accept", ACCEPT)])
+            return
+        accept = [a.split(";", 1)[0].strip().lower() for a in request.values("accept")]
+        if accept and not any(a in (ACCEPT, "application/*", "*/*") for a in accept):
+            self._reply(transaction, request, 406, [("accept", ACCEPT)])
+            return
+        if request.to is not None and request.to.tag is not None:
+            if self.calls is None or not self.calls.in_dialog(
+                    RequestReceived(request, transaction, peer)):
+                self._reply(transaction, request, 481)
+            return
+        if self.calls is None:
+            self._reply(transaction, request, 480)
+            return
+        self._spawn(self.calls.invite(request, transaction, peer))
+
+    async def _register(self, request: Request, transaction: ServerTransaction,
+                        peer: Peer) -> None:
+        try:
+            response = await self.registrar.register(request, peer, transaction.to_tag)
+        except Exception:
+            log.exception("REGISTER failed")
+            response = make_response(request, 500, to_tag=transaction.to_tag)
+        self._answer(transaction, response)
+
+    def _reply(self, transaction: ServerTransaction, request: Request, status: int,
+               headers: list[tuple[str, str]] | None = None) -> None:
+        self._answer(transaction, make_response(request, status, to_tag=transaction.to_tag,
+                                                headers=headers))
+
+    def _answer(self, transaction: ServerTransaction, response: Response) -> None:
+        response.add("server", self.server_name)
+        self.responder.respond(transaction, response)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("request handling failed", exc_info=task.exception())
+
+
+Handler = Callable[[Event], None]

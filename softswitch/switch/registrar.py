@@ -1,0 +1,271 @@
+"""The registrar (RFC 3261 §10.3): digest-authenticated REGISTER, bindings with expiry.
+
+Bindings are served from memory and written to the store by group commit: REGISTERs that
+arrive within one commit window share one transaction, and each 200 OK is sent only after
+the commit that holds its binding, so a crash loses no binding that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from ..config import RegistrarConfig
+from ..numbering import normalise_number
+from ..sip.digest import AuthResult, DigestAuthenticator, parse_digest
+from ..sip.events import Peer
+from ..sip.headers import HeaderError, NameAddr, parse_int
+from ..sip.message import Request, Response, make_response
+from ..sip.uri import SipUri
+from ..store.store import BindingRow, Store, SubscriberCredentials
+
+log = logging.getLogger(__name__)
+
+MAX_CONTACTS_PER_AOR = 10
+
+
+@dataclass(slots=True)
+class Binding:
+    contact: str  # the Contact URI as the phone wrote it
+    expires_at: float  # wall-clock epoch seconds
+    call_id: str
+    cseq: int
+    q: float | None
+    source: str  # "udp:127.0.0.1:5062" — where the phone's REGISTER came from (its NAT binding)
+    user_agent: str
+
+    def row(self, aor: str) -> BindingRow:
+        return BindingRow(aor, self.contact, self.expires_at, self.call_id, self.cseq, self.q,
+                          self.source, self.user_agent)
+
+
+class RegistrationRejected(Exception):
+    def __init__(self, status: int, reason: str | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason or str(status))
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+@dataclass(slots=True)
+class BindingWriter:
+    """Group commit: collects changed AORs and writes them in one store transaction."""
+
+    store: Store
+    window: float = 0.002
+    _pending: dict[str, Sequence[BindingRow]] = field(default_factory=dict)
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def write(self, aor: str, rows: Sequence[BindingRow]) -> None:
+        self._pending[aor] = rows
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(done)
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(self.window)
+                batch, self._pending = self._pending, {}
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self.store.write_bindings(batch)
+                except Exception as error:  # the store is down: no 200 for these REGISTERs
+                    log.error("writing %d bindings failed: %s", len(batch), error)
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    continue
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._task = None
+
+
+class Registrar:
+    def __init__(self, *, config: RegistrarConfig, domain: str,
+                 authenticator: DigestAuthenticator,
+                 credentials: Mapping[str, SubscriberCredentials], writer: BindingWriter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.domain = domain
+        self.authenticator = authenticator
+        self.credentials = credentials
+        self.writer = writer
+        self.clock = clock
+        self.bindings: dict[str, dict[str, Binding]] = {}
+
+    def load(self, rows: Mapping[str, Sequence[BindingRow]]) -> None:
+        for aor, aor_rows in rows.items():
+            self.bindings[aor] = {
+                r.contact: Binding(r.contact, r.expires_at, r.call_id, r.cseq, r.q, r.source,
+                                   r.user_agent)
+                for r in aor_rows
+            }
+
+    def contacts(self, aor: str) -> list[Binding]:
+        """Live bindings of an AOR, best first (highest q, then most recent)."""
+        now = self.clock()
+        live = [b for b in self.bindings.get(aor, {}).values() if b.expires_at > now]
+        return sorted(live, key=lambda b: (-(b.q if b.q is not None else 1.0), -b.expires_at))
+
+    async def register(self, request: Request, peer: Peer, to_tag: str) -> Response:
+        try:
+            aor, changed = self._apply(request, peer)
+        except RegistrationRejected as rejected:
+            return make_response(request, rejected.status, rejected.reason, to_tag=to_tag,
+                                 headers=rejected.headers)
+        if changed:
+            await self.writer.write(aor, [b.row(aor) for b in self.bindings.get(aor, {}).values()])
+        return self._ok(request, aor, to_tag)
+
+    async def sweep(self) -> int:
+        """Remove expired bindings from memory and the store; returns how many went."""
+        now = self.clock()
+        removed = 0
+        for aor, bindings in list(self.bindings.items()):
+            expired = [c for c, b in bindings.items() if b.expires_at <= now]
+            if not expired:
+                continue
+            for contact in expired:
+                del bindings[contact]
+            removed += len(expired)
+            await self.writer.write(aor, [b.row(aor) for b in bindings.values()])
+            if not bindings:
+                del self.bindings[aor]
+        return removed
+
+    # ---- the steps of RFC 3261 §10.3 -----------------------------------------------------------
+    def _apply(self, request: Request, peer: Peer) -> tuple[str, bool]:
+        to = request.to
+        assert to is not None  # check_request guarantees To
+        if not isinstance(to.uri, SipUri) or to.uri.user is None:
+            raise RegistrationRejected(400, "To is not a SIP address of record")
+        # Syntax first (400), then who is asking (401/403), then the bindings.
+        try:
+            contacts = request.contacts if not request.contact_star else []
+        except HeaderError as error:
+            raise RegistrationRejected(400, f"Bad Contact: {error}") from None
+        expires_header = self._expires_header(request)
+        try:
+            aor = normalise_number(to.uri.user_text or "")
+        except ValueError:
+            aor = ""  # not a number we serve; challenged all the same, never registered
+        subscriber = self.credentials.get(aor)
+        if subscriber is not None and subscriber.sim != "voice":
+            raise RegistrationRejected(403, "Data SIM: voice services not available")
+        self._authenticate(request, aor, subscriber)
+
+        current = self.bindings.get(aor, {})
+        call_id = request.call_id or ""
+        cseq = request.cseq.number if request.cseq else 0
+        now = self.clock()
+
+        if request.contact_star:
+            if expires_header != 0 or len(request.values("contact")) != 1:
+                raise RegistrationRejected(400, "Contact: * needs Expires: 0 and no other Contact")
+            if any(b.call_id == call_id and b.cseq >= cseq for b in current.values()):
+                raise RegistrationRejected(500, "Out of order REGISTER")
+            self.bindings.pop(aor, None)
+            return aor, bool(current)
+
+        updated = dict(current)  # validated whole before it replaces the current set
+        source = f"{peer.transport}:{_hostport(peer)}"
+        user_agent = request.get("user-agent") or ""
+        for contact in contacts:
+            expires = self._expires_of(contact, expires_header)
+            if 0 < expires < self.config.min_expires:
+                raise RegistrationRejected(
+                    423, "Interval Too Brief", [("min-expires", str(self.config.min_expires))])
+            key = str(contact.uri)
+            existing = current.get(key)
+            if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
+                raise RegistrationRejected(500, "Out of order REGISTER")
+            if expires == 0:
+                updated.pop(key, None)
+            else:
+                updated[key] = Binding(key, now + min(expires, self.config.max_expires), call_id,
+                                       cseq, _q_of(contact), source, user_agent)
+        if len(updated) > MAX_CONTACTS_PER_AOR:
+            raise RegistrationRejected(403, "Too many registered contacts")
+        if updated:
+            self.bindings[aor] = updated
+        else:
+            self.bindings.pop(aor, None)
+        return aor, bool(contacts)
+
+    def _authenticate(self, request: Request, aor: str,
+                      subscriber: SubscriberCredentials | None) -> None:
+        now = self.clock()
+        stale = False
+        for value in request.get_all("authorization"):
+            params = parse_digest(value)
+            if params is None or params.realm != self.domain:
+                continue  # another scheme or realm: challenge as if absent (RFC 4475 §3.3.7)
+            if subscriber is None or params.username != aor:
+                raise RegistrationRejected(403, "Forbidden")
+            result = self.authenticator.verify(
+                params, request.method,
+                {"MD5": subscriber.ha1_md5, "SHA-256": subscriber.ha1_sha256}, now)
+            if result is AuthResult.OK:
+                return
+            if result is AuthResult.STALE:
+                stale = True
+                break
+            raise RegistrationRejected(403, "Forbidden")
+        challenge = [("www-authenticate", v) for v in self.authenticator.challenge(now, stale)]
+        raise RegistrationRejected(401, "Unauthorized", challenge)
+
+    def _expires_header(self, request: Request) -> int | None:
+        value = request.get("expires")
+        if value is None:
+            return None
+        try:
+            return parse_int(value, "Expires", 2**32 - 1)
+        except HeaderError as error:
+            raise RegistrationRejected(400, str(error)) from None
+
+    def _expires_of(self, contact: NameAddr, expires_header: int | None) -> int:
+        param = contact.params.get("expires")
+        if param is not None:
+            try:
+                return parse_int(param, "expires", 2**32 - 1)
+            except HeaderError:
+                pass  # RFC 3261 §10.3 step 6: a bad param falls back to the header
+        if expires_header is not None:
+            return expires_header
+        return self.config.default_expires
+
+    def _ok(self, request: Request, aor: str, to_tag: str) -> Response:
+        now = self.clock()
+        headers = [("contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
+                   for b in self.contacts(aor)]
+        headers.append(("date", formatdate(now, usegmt=True)))
+        return make_response(request, 200, to_tag=to_tag, headers=headers)
+
+
+def _q_of(contact: NameAddr) -> float | None:
+    value = contact.params.get("q")
+    if value is None:
+        return None
+    try:
+        q = float(value)
+    except ValueError:
+        raise RegistrationRejected(400, f"bad q value {value!r}") from None
+    if not 0.0 <= q <= 1.0:
+        raise RegistrationRejected(400, f"q value out of range {value!r}")
+    return q
+
+
+def _hostport(peer: Peer) -> str:
+    host = f"[{peer.host}]" if ":" in peer.host else peer.host
+    return f"{host}:{peer.port}"

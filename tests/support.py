@@ -1,0 +1,207 @@
+"""Running a real softswitch process for tests, and talking to it over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DOMAIN = "softswitch.test"
+
+# Subscribers of the test config: three voice SIMs (types D and A) and one data SIM.
+SUBSCRIBERS = [
+    {"number": "09011110001", "sim": "voice", "line": "D", "sip_password": "pw-one",
+     "mio_id": "mio0001", "email": "one@example.jp", "portal_password": "portal-one",
+     "name": "Yamada Taro", "birth_date": "1980-04-01", "iccid": "8981100000000000001",
+     "postal_address": "Tokyo"},
+    {"number": "09011110002", "sim": "voice", "line": "D", "sip_password": "pw-two",
+     "mio_id": "mio0002", "email": "two@example.jp", "portal_password": "portal-two",
+     "name": "Suzuki Hanako", "birth_date": "1990-12-24", "iccid": "8981100000000000002",
+     "postal_address": "Osaka"},
+    {"number": "08022220003", "sim": "voice", "line": "A", "sip_password": "pw-three",
+     "mio_id": "mio0003", "email": "three@example.jp", "portal_password": "portal-three",
+     "name": "Sato Ken", "birth_date": "1975-07-07", "iccid": "8981100000000000003",
+     "postal_address": "Nagoya", "options": {"nuisance_blocking": True}},
+    {"number": "07033330004", "sim": "data", "line": "D",
+     "mio_id": "mio0004", "email": "four@example.jp", "portal_password": "portal-four",
+     "name": "Data Only", "birth_date": "2000-01-01", "iccid": "8981100000000000004",
+     "postal_address": "Sapporo"},
+]
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def write_config(directory: Path, port: int, **sip_overrides: object) -> Path:
+    sip: dict[str, object] = {"listen": [f"127.0.0.1:{port}"], "domain": DOMAIN}
+    sip.update(sip_overrides)
+    config = {
+        "sip": sip,
+        "store": {"url": f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
+        "subscribers": SUBSCRIBERS,
+        "log_level": "debug",
+    }
+    path = directory / "softswitch.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def softswitch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "softswitch.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@dataclass
+class ServerProcess:
+    """`softswitch run` in a child process, on a free port, with its own SQLite file."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    sip_overrides: dict[str, object] = field(default_factory=dict)
+    process: subprocess.Popen[str] | None = None
+    config: Path | None = None
+
+    def start(self) -> ServerProcess:
+        self.config = write_config(self.directory, self.port, **self.sip_overrides)
+        self.log = open(self.directory / "server.log", "a")  # noqa: SIM115 - closed in stop()
+        stdout_path = self.directory / "stdout.log"
+        stdout = open(stdout_path, "w")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "softswitch.cli", "run", "--config", str(self.config)],
+            stdout=stdout, stderr=self.log, text=True, env=python_env())
+        stdout.close()
+        deadline = time.monotonic() + 30
+        while stdout_path.read_text().count("listening on") < 2:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"softswitch did not start:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, sig: int = 15) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=20)
+        self.log.close()
+        return code
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        path = self.directory / "server.log"
+        return path.read_text() if path.exists() else ""
+
+    def show(self, number: str) -> dict[str, object]:
+        assert self.config is not None
+        result = softswitch("show", number, "--config", str(self.config), "--json")
+        assert result.returncode == 0, result.stderr
+        state: dict[str, object] = json.loads(result.stdout)
+        return state
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class SipClient:
+    """A raw SIP socket for sending hand-written messages and reading the answers."""
+
+    def __init__(self, port: int, transport: str = "udp") -> None:
+        self.transport = transport
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock.settimeout(5)
+        self.sock.bind(("127.0.0.1", 0))
+        self.local_port = self.sock.getsockname()[1]
+        self.server = ("127.0.0.1", port)
+        if transport == "tcp":
+            self.sock.connect(self.server)
+        self._buffer = b""
+
+    def send(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self.sock.sendto(data, self.server)
+        else:
+            self.sock.sendall(data)
+
+    def receive(self, timeout: float = 5.0) -> bytes | None:
+        """One message, or None when nothing comes within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            if self.transport == "udp":
+                data, _ = self.sock.recvfrom(65535)
+                return data
+            while True:
+                message = self._split()
+                if message is not None:
+                    return message
+                chunk = self.sock.recv(65535)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+        except TimeoutError:
+            return None
+
+    def _split(self) -> bytes | None:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self._buffer[:end].decode("utf-8", "replace")
+        length = 0
+        for line in head.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() in ("content-length", "l"):
+                length = int(value.strip())
+        total = end + 4 + length
+        if len(self._buffer) < total:
+            return None
+        message, self._buffer = self._buffer[:total], self._buffer[total:]
+        return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def status_of(message: bytes | None) -> int | None:
+    if message is None:
+        return None
+    return int(message.split(b" ", 2)[1])
+
+
+def options(port: int, call_id: str = "options-check", transport: str = "UDP") -> bytes:
+    return (
+        f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK{call_id}\r\n"
+        f"From: <sip:probe@{DOMAIN}>;tag=probe\r\n"
+        f"To: <sip:{DOMAIN}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()

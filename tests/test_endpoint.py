@@ -1,0 +1,467 @@
+"""The sans-IO endpoint: RFC 4475 through receive_datagram / receive_stream, what it answers by
+itself (400/505/513, CANCEL, 481, 482), RFC 3581 Via handling, matching, and robustness."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from softswitch.sip.dialog import Dialog
+from softswitch.sip.endpoint import SipEndpoint
+from softswitch.sip.events import (
+    CancelReceived,
+    CloseConnection,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    Transmit,
+)
+from softswitch.sip.message import Response, make_response
+from softswitch.sip.parser import parse_datagram
+from softswitch.sip.transaction import State
+
+from .conftest import rfc4475_index, rfc4475_message
+from .test_transaction import (
+    SERVER,
+    TCP,
+    UDP,
+    answer,
+    events,
+    first_lines,
+    new_request,
+    request_bytes,
+    response_to,
+    run,
+    sent,
+    server_transaction,
+)
+
+NAT = Peer("udp", "203.0.113.7", 40123)  # a phone behind NAT, as its packets arrive
+
+
+def status_of(data: bytes) -> int:
+    return int(data.split(b" ", 2)[1])
+
+
+def parsed_response(data: bytes) -> Response:
+    message = parse_datagram(data).message
+    assert isinstance(message, Response)
+    return message
+
+
+# ---- RFC 4475 --------------------------------------------------------------------------------
+# What the endpoint itself answers; None: nothing (stray/broken responses are dropped). The
+# rest of the corpus reaches the TU as RequestReceived (420/415/406/401/... are its answers).
+ENDPOINT_ANSWERS: dict[str, int | None] = {
+    "badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "quotbal": 400,
+    "ltgtruri": 400, "lwsruri": 400, "lwsstart": 400, "trws": 400, "regbadct": 400,
+    "badaspec": 400, "baddn": 400, "badvers": 505, "mismatch01": 400, "mismatch02": 400,
+    "insuf": 400, "unkscm": 416, "novelsc": 416, "multi01": 400, "mcl01": 400,
+    "unreason": None, "noreason": None, "scalarlg": None, "bigcode": None, "bcast": None,
+}
+
+
+@pytest.mark.parametrize("entry", rfc4475_index(), ids=lambda e: e["file"])
+def test_rfc4475_over_udp(entry: dict[str, str]) -> None:
+    name = entry["file"].removesuffix(".dat")
+    endpoint = SipEndpoint()
+    endpoint.receive_datagram(rfc4475_message(name), NAT, 0.0)
+    got_events = events(endpoint)
+    outputs = endpoint.outputs()
+    if name not in ENDPOINT_ANSWERS:
+        assert entry["kind"] != "invalid"
+        assert [type(e) for e in got_events] == [RequestReceived], entry["expected"]
+        assert outputs == []
+        return
+    assert got_events == []
+    expected = ENDPOINT_ANSWERS[name]
+    if expected is None:
+        assert outputs == [] and endpoint.stats.dropped == 1
+        return
+    (output,) = outputs
+    assert isinstance(output, Transmit) and output.peer == NAT  # back to the source
+    assert status_of(output.data) == expected, entry["expected"]
+    assert b"\r\nWarning: 399 softswitch \"" in output.data
+    assert endpoint.stats.rejected == 1
+
+
+def test_invalid_corpus_entries_are_all_answered_or_dropped() -> None:
+    invalid = {e["file"].removesuffix(".dat") for e in rfc4475_index() if e["kind"] == "invalid"}
+    assert invalid <= set(ENDPOINT_ANSWERS)
+
+
+def test_badinv01_unreadable_via_is_answered_to_the_source() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_datagram(rfc4475_message("badinv01"), NAT, 0.0)
+    (output,) = endpoint.outputs()
+    assert isinstance(output, Transmit) and output.peer == NAT
+    response = parsed_response(output.data)
+    assert (response.status, response.reason) == (400, "Bad Request")
+    assert response.get("via") == "SIP/2.0/UDP 192.0.2.15;;,;,,"  # copied as it came
+    assert response.get("call-id") == "badinv01.0ha0isndaksdjasdf3234nas"
+    assert response.get("warning") == '399 softswitch "empty Via value"'
+    assert endpoint.stats.transactions == 0  # stateless: no key for a transaction
+
+
+def test_bad_request_retransmission_gets_the_same_answer() -> None:
+    endpoint = SipEndpoint(server_name="softswitch-test")
+    endpoint.receive_datagram(rfc4475_message("badvers"), NAT, 0.0)
+    (first,) = sent(endpoint)
+    endpoint.receive_datagram(rfc4475_message("badvers"), NAT, 0.3)
+    assert sent(endpoint) == [first]
+    assert parsed_response(first).get("server") == "softswitch-test"
+    assert endpoint.stats.rejected == 1 and endpoint.stats.retransmissions_absorbed == 1
+
+
+def test_bad_invite_waits_for_its_ack_and_never_reaches_the_tu() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_datagram(rfc4475_message("quotbal"), NAT, 0.0)
+    (answer_,) = sent(endpoint)
+    assert status_of(answer_) == 400
+    assert [t for t, _ in run(endpoint, 2.0)] == [0.5, 1.5]  # timer G: it is a transaction
+    run(endpoint, 100.0)
+    assert events(endpoint) == []  # timer H of our own answer is nobody's business
+
+
+def test_dblreq_only_the_first_message_counts() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_datagram(rfc4475_message("dblreq"), NAT, 0.0)
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.request.method == "REGISTER"
+    assert event.request.body == b""
+
+
+def test_clerr_over_a_stream_waits_for_more_bytes() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_stream(rfc4475_message("clerr"), TCP, 0.0)
+    assert endpoint.outputs() == [] and events(endpoint) == []
+    endpoint.receive_datagram(rfc4475_message("clerr"), NAT, 0.0)
+    assert [status_of(d) for d in sent(endpoint)] == [400]
+
+
+def test_rfc2543_matching_absorbs_retransmissions() -> None:
+    endpoint = SipEndpoint()
+    for name in ("badbranch", "inv2543"):
+        transaction = server_transaction(endpoint, rfc4475_message(name), 0.0, NAT)
+        assert transaction.key[0] == transaction.request.uri  # keyed the RFC 2543 way
+        endpoint.receive_datagram(rfc4475_message(name), NAT, 0.4)
+        assert events(endpoint) == []
+    assert endpoint.stats.retransmissions_absorbed == 2
+
+
+def test_rfc2543_ack_of_a_failure_is_matched_without_branch() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, rfc4475_message("inv2543"), 0.0, NAT)
+    answer(endpoint, transaction, 404, 0.1)
+    invite = rfc4475_message("inv2543").split(b"\r\n\r\n")[0].decode()
+    ack = (invite.replace("INVITE sip:", "ACK sip:", 1).replace("56 INVITE", "56 ACK")
+           .replace("Content-Type: application/sdp\r\n", "")
+           .replace("user=phone\r\nCall-ID", f"user=phone;tag={transaction.to_tag}\r\nCall-ID")
+           + "\r\nContent-Length: 0\r\n\r\n")
+    endpoint.receive_datagram(ack.encode(), NAT, 0.2)
+    assert transaction.state is State.CONFIRMED and events(endpoint) == []
+
+
+def test_stray_responses_are_dropped_and_counted() -> None:
+    endpoint = SipEndpoint()
+    for name in ("unreason", "noreason", "bcast", "bigcode", "scalarlg"):
+        endpoint.receive_datagram(rfc4475_message(name), SERVER, 0.0)
+    assert endpoint.outputs() == [] and events(endpoint) == []
+    assert endpoint.stats.received == 5 and endpoint.stats.dropped == 5
+
+
+# ---- streams ----------------------------------------------------------------------------------
+def test_stream_messages_split_and_joined() -> None:
+    endpoint = SipEndpoint()
+    stream = request_bytes("OPTIONS", branch="z9hG4bKs1") + b"\r\n\r\n" \
+        + request_bytes("OPTIONS", branch="z9hG4bKs2", call_id="call-2")
+    for i in range(0, len(stream), 13):
+        endpoint.receive_stream(stream[i:i + 13], TCP, 0.0)
+    got = [e for e in events(endpoint) if isinstance(e, RequestReceived)]
+    assert [e.request.call_id for e in got] == ["call-1", "call-2"]
+    assert all(e.peer == TCP for e in got)
+
+
+def test_stream_framing_error_answers_then_closes() -> None:
+    endpoint = SipEndpoint()
+    good = request_bytes("OPTIONS", branch="z9hG4bKok")
+    endpoint.receive_stream(good + rfc4475_message("ncl"), TCP, 0.0)
+    assert [type(e) for e in events(endpoint)] == [RequestReceived]  # the one before counts
+    transmit, close = endpoint.outputs()
+    assert isinstance(transmit, Transmit) and status_of(transmit.data) == 400
+    assert transmit.peer == TCP and close == CloseConnection(7)
+    assert endpoint.stats.received == 2 and endpoint.stats.rejected == 1
+
+
+def test_stream_too_large_is_513() -> None:
+    endpoint = SipEndpoint(max_message_size=300)
+    endpoint.receive_stream(request_bytes("MESSAGE", extra="Content-Length: 500\r\n")
+                            .replace(b"Content-Length: 0\r\n", b""), TCP, 0.0)
+    transmit, close = endpoint.outputs()
+    assert isinstance(transmit, Transmit) and status_of(transmit.data) == 513
+    assert close == CloseConnection(7)
+
+
+def test_stream_garbage_closes_the_connection() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_stream(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", TCP, 0.0)
+    assert endpoint.outputs() == [CloseConnection(7)] and endpoint.stats.dropped == 1
+    endpoint.receive_stream(request_bytes("OPTIONS"), TCP, 1.0)  # a new framer: works again
+    assert [type(e) for e in events(endpoint)] == [RequestReceived]
+
+
+def test_oversized_datagram_is_513() -> None:
+    endpoint = SipEndpoint(max_message_size=200)
+    endpoint.receive_datagram(request_bytes("OPTIONS"), NAT, 0.0)
+    assert [status_of(d) for d in sent(endpoint)] == [513] and events(endpoint) == []
+
+
+def test_connection_lost_fails_pending_client_transactions() -> None:
+    endpoint = SipEndpoint()
+    pending = endpoint.send_request(new_request("OPTIONS"), TCP, 0.0)
+    elsewhere = endpoint.send_request(new_request("OPTIONS", call_id="c2"),
+                                      Peer("tcp", "192.0.2.11", 5060, connection=8), 0.0)
+    endpoint.receive_stream(b"OPTIONS sip:x SIP/2.0\r\n", TCP, 0.0)  # half a message
+    endpoint.connection_lost(7)
+    (event,) = events(endpoint)
+    assert isinstance(event, TransactionTimedOut) and event.transaction is pending
+    assert pending.state is State.TERMINATED and elsewhere.state is State.TRYING
+    assert endpoint.stats.transactions == 1
+
+
+# ---- RFC 3581 and symmetric responses --------------------------------------------------------
+def test_rport_and_received_are_filled_and_the_answer_goes_to_the_source() -> None:
+    endpoint = SipEndpoint()
+    data = request_bytes("REGISTER", via="SIP/2.0/UDP 10.0.0.5:5060;rport")
+    transaction = server_transaction(endpoint, data, 0.0, NAT)
+    via = transaction.request.top_via
+    assert via is not None and via.params["rport"] == "40123"
+    assert via.params["received"] == "203.0.113.7"
+    answer(endpoint, transaction, 200, 0.1)
+    (output,) = endpoint.outputs()
+    assert isinstance(output, Transmit) and output.peer == NAT
+    assert parsed_response(output.data).get("via") == \
+        "SIP/2.0/UDP 10.0.0.5:5060;rport=40123;branch=z9hG4bKclient1;received=203.0.113.7"
+
+
+def test_received_only_when_the_host_differs() -> None:
+    endpoint = SipEndpoint()
+    same = server_transaction(endpoint, request_bytes("OPTIONS"), 0.0, UDP)
+    assert same.request.get("via") == "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKclient1"
+    other = server_transaction(endpoint, request_bytes(
+        "OPTIONS", call_id="c2", branch="",
+        via="SIP/2.0/UDP pc33.example.com;branch=z9hG4bKclient1, SIP/2.0/UDP proxy:5060"),
+        0.0, NAT)
+    assert other.request.get("via") == ("SIP/2.0/UDP pc33.example.com;branch=z9hG4bKclient1"
+                                        ";received=203.0.113.7, SIP/2.0/UDP proxy:5060")
+    assert [v.host for v in other.request.vias] == ["pc33.example.com", "proxy"]
+
+
+def test_rport_with_same_host_still_gets_received() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes(
+        "OPTIONS", via="SIP/2.0/UDP 192.0.2.10:5060;rport"), 0.0, UDP)
+    assert transaction.request.get("via") == (
+        "SIP/2.0/UDP 192.0.2.10:5060;rport=5060;branch=z9hG4bKclient1;received=192.0.2.10")
+
+
+# ---- CANCEL -----------------------------------------------------------------------------------
+def cancel_bytes(**kwargs: object) -> bytes:
+    return request_bytes("CANCEL", **kwargs)  # type: ignore[arg-type]
+
+
+def test_cancel_is_answered_200_and_reported() -> None:
+    endpoint = SipEndpoint()
+    invite = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, invite, 180, 0.1)
+    sent(endpoint)
+    endpoint.receive_datagram(cancel_bytes(), UDP, 1.0)
+    (ok,) = sent(endpoint)
+    response = parsed_response(ok)
+    assert response.status == 200 and response.get("cseq") == "1 CANCEL"
+    assert response.to is not None and response.to.tag == invite.to_tag  # §9.2
+    (event,) = events(endpoint)
+    assert isinstance(event, CancelReceived) and event.transaction is invite
+    answer(endpoint, invite, 487, 1.1)
+    assert first_lines(endpoint) == ["SIP/2.0 487 Request Terminated"]
+    endpoint.receive_datagram(cancel_bytes(), UDP, 1.2)  # retransmitted CANCEL
+    assert sent(endpoint) == [ok] and events(endpoint) == []
+
+
+def test_cancel_after_the_final_answer_gets_200_without_event() -> None:
+    endpoint = SipEndpoint()
+    invite = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, invite, 200, 0.1)
+    sent(endpoint)
+    endpoint.receive_datagram(cancel_bytes(), UDP, 0.2)
+    assert first_lines(endpoint) == ["SIP/2.0 200 OK"] and events(endpoint) == []
+
+
+def test_cancel_without_its_invite_is_481() -> None:
+    endpoint = SipEndpoint()
+    endpoint.receive_datagram(cancel_bytes(branch="z9hG4bKnothing"), UDP, 0.0)
+    assert first_lines(endpoint) == ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+    server_transaction(endpoint, request_bytes("OPTIONS", branch="z9hG4bKopt", call_id="o"))
+    endpoint.receive_datagram(cancel_bytes(branch="z9hG4bKopt", call_id="o"), UDP, 0.0)
+    assert [status_of(d) for d in sent(endpoint)] == [481]  # only INVITEs are cancelled
+    assert events(endpoint) == [] and endpoint.stats.rejected == 2
+
+
+def test_rfc2543_cancel_matches_its_invite() -> None:
+    endpoint = SipEndpoint()
+    invite = server_transaction(endpoint, request_bytes("INVITE", branch=""), 0.0)
+    endpoint.receive_datagram(cancel_bytes(branch=""), UDP, 0.1)
+    assert [status_of(d) for d in sent(endpoint)] == [200]
+    (event,) = events(endpoint)
+    assert isinstance(event, CancelReceived) and event.transaction is invite
+
+
+# ---- merged requests (§8.2.2.2) ---------------------------------------------------------------
+def test_merged_request_is_482() -> None:
+    endpoint = SipEndpoint()
+    server_transaction(endpoint, request_bytes("INVITE", branch="z9hG4bKpath1"), 0.0)
+    endpoint.receive_datagram(request_bytes("INVITE", branch="z9hG4bKpath2"), UDP, 0.1)
+    assert first_lines(endpoint) == ["SIP/2.0 482 Loop Detected"] and events(endpoint) == []
+    # With a To tag (inside a dialog) it is not a merge.
+    endpoint.receive_datagram(request_bytes("INVITE", branch="z9hG4bKpath3", to_tag="x"),
+                              UDP, 0.2)
+    assert [type(e) for e in events(endpoint)] == [RequestReceived]
+
+
+# ---- client side ------------------------------------------------------------------------------
+def test_send_request_adds_our_via_and_matches_by_branch_and_method() -> None:
+    endpoint = SipEndpoint(sent_by="198.51.100.9:5060")
+    transaction = endpoint.send_request(new_request("OPTIONS"), SERVER, 0.0)
+    (options,) = sent(endpoint)
+    assert transaction.request.get("via") == \
+        f"SIP/2.0/UDP 198.51.100.9:5060;branch={transaction.branch};rport"
+    wrong_method = response_to(options, 200).replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE")
+    endpoint.receive_datagram(wrong_method, SERVER, 0.1)
+    assert events(endpoint) == [] and endpoint.stats.dropped == 1
+    endpoint.receive_datagram(response_to(options, 200), SERVER, 0.1)
+    (event,) = events(endpoint)
+    assert isinstance(event, ResponseReceived) and event.transaction is transaction
+
+
+def test_cancel_of_our_invite_uses_its_branch() -> None:
+    endpoint = SipEndpoint()
+    invite = endpoint.send_request(new_request("INVITE"), SERVER, 0.0)
+    (invite_bytes,) = sent(endpoint)
+    endpoint.receive_datagram(response_to(invite_bytes, 180), SERVER, 0.1)
+    cancel = endpoint.send_request(invite.make_cancel(), SERVER, 1.0)
+    assert cancel.key == (invite.branch, "CANCEL")
+    (cancel_bytes_,) = sent(endpoint)
+    assert cancel.request.get("cseq") == "1 CANCEL" and cancel.request.uri == invite.request.uri
+    endpoint.receive_datagram(response_to(cancel_bytes_, 200), SERVER, 1.1)
+    endpoint.receive_datagram(response_to(invite_bytes, 487), SERVER, 1.2)
+    got = [(e.response.status, e.transaction) for e in events(endpoint)
+           if isinstance(e, ResponseReceived)]
+    assert got == [(180, invite), (200, cancel), (487, invite)]
+    assert first_lines(endpoint) == ["ACK sip:bob@example.com SIP/2.0"]
+
+
+def test_a_call_from_both_ends() -> None:
+    """Two endpoints wired back to back: INVITE, 180, 200, ACK, BYE, 200."""
+    alice, bob = SipEndpoint(sent_by="192.0.2.10:5060"), SipEndpoint(sent_by="192.0.2.20:5060")
+    to_bob, to_alice = Peer("udp", "192.0.2.20", 5060), Peer("udp", "192.0.2.10", 5060)
+
+    def deliver(source: SipEndpoint, target: SipEndpoint, peer: Peer, now: float) -> None:
+        for data in sent(source):
+            target.receive_datagram(data, peer, now)
+
+    invite = alice.send_request(new_request("INVITE"), to_bob, 0.0)
+    deliver(alice, bob, to_alice, 0.01)
+    (incoming,) = events(bob)
+    assert isinstance(incoming, RequestReceived) and incoming.transaction is not None
+    uas = Dialog.as_uas(incoming.request, "bob-tag", "<sip:bob@192.0.2.20:5060>")
+    for status in (180, 200):
+        bob.respond(incoming.transaction, make_response(
+            incoming.request, status, to_tag=uas.local_tag,
+            headers=[("contact", uas.local_contact or "")]), 0.02)
+    deliver(bob, alice, to_bob, 0.03)
+    ringing, ok = events(alice)
+    assert isinstance(ok, ResponseReceived) and ok.response.status == 200
+    uac = Dialog.as_uac(invite.request, ok.response)
+    assert uac.id == (uas.call_id, uas.remote_tag, uas.local_tag)
+    alice.send_stateless(uac.create_ack(1), to_bob)
+    deliver(alice, bob, to_alice, 0.04)
+    (ack,) = events(bob)
+    assert isinstance(ack, RequestReceived) and ack.transaction is None
+    assert uas.receive_request(ack.request) is None
+    assert run(bob, 10.0) == []  # the 2xx retransmission stopped
+    bye = alice.send_request(uac.create_request("BYE"), to_bob, 5.0)
+    deliver(alice, bob, to_alice, 5.01)
+    (incoming_bye,) = events(bob)
+    assert isinstance(incoming_bye, RequestReceived) and incoming_bye.transaction is not None
+    assert uas.receive_request(incoming_bye.request) is None
+    answer(bob, incoming_bye.transaction, 200, 5.02)
+    deliver(bob, alice, to_bob, 5.03)
+    (bye_ok,) = events(alice)
+    assert isinstance(bye_ok, ResponseReceived) and bye_ok.transaction is bye
+    assert bye.state is State.COMPLETED
+
+
+# ---- robustness -------------------------------------------------------------------------------
+def test_mutated_corpus_never_raises() -> None:
+    corpus = [rfc4475_message(e["file"].removesuffix(".dat")) for e in rfc4475_index()]
+    rng = random.Random(4475)
+    endpoint = SipEndpoint()
+    for round_ in range(3000):
+        data = bytearray(rng.choice(corpus))
+        for _ in range(rng.randint(1, 8)):
+            position = rng.randrange(len(data))
+            action = rng.random()
+            if action < 0.4:
+                data[position] = rng.choice(b" \t\r\n:;,<>\"@=%/\x00\xff0z")
+            elif action < 0.7:
+                del data[position:position + rng.randint(1, 20)]
+            else:
+                data[position:position] = rng.choice((b"\r\n", b";;", b" , ", b"z9hG4bK"))
+        peer = Peer("tcp", "192.0.2.1", 5060, connection=round_ % 5) if round_ % 3 == 0 \
+            else NAT
+        if peer.reliable:
+            endpoint.receive_stream(bytes(data), peer, round_ * 0.01)
+        else:
+            endpoint.receive_datagram(bytes(data), peer, round_ * 0.01)
+        endpoint.outputs()
+        for event in events(endpoint):
+            if isinstance(event, RequestReceived) and event.transaction is not None:
+                answer(endpoint, event.transaction, 500, round_ * 0.01)
+    endpoint.handle_timer(1000.0)
+    stats = endpoint.stats
+    assert stats.received > 2000 and stats.rejected > 500 and stats.dropped > 500
+    assert stats.transactions == 0 and endpoint.get_timer() is None
+
+
+def test_throughput_is_reasonable() -> None:
+    """A rough guard for the per-message path: OPTIONS in, 200 out."""
+    import time
+
+    endpoint = SipEndpoint()
+    messages = [request_bytes("OPTIONS", branch=f"z9hG4bK{i}", call_id=f"c{i}")
+                for i in range(2000)]
+    started = time.perf_counter()
+    for i, data in enumerate(messages):
+        endpoint.receive_datagram(data, NAT, i * 0.001)
+        event = endpoint.next_event()
+        assert isinstance(event, RequestReceived) and event.transaction is not None
+        answer(endpoint, event.transaction, 200, i * 0.001)
+        endpoint.outputs()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"{len(messages) / elapsed:.0f} messages/s"
+
+
+def test_a_retransmission_is_answered_where_it_came_from() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0, NAT)
+    answer(endpoint, transaction, 486, 0.1)
+    sent(endpoint)
+    rebound = Peer("udp", "203.0.113.7", 40999)  # the NAT gave the phone a new port
+    endpoint.receive_datagram(request_bytes("INVITE"), rebound, 0.3)
+    assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [rebound]
+    endpoint.handle_timer(0.6)  # timer G follows it
+    assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [rebound]
+    endpoint.receive_stream(request_bytes("INVITE"), TCP, 0.7)  # same branch, over TCP
+    assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [TCP]
