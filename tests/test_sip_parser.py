@@ -200,3 +200,42 @@ def test_response_copies_headers_and_adds_to_tag() -> None:
     assert reparsed.to is not None and reparsed.to.tag == "abc"
     assert reparsed.get("content-length") == "0"
     assert make_response(request, 100).get("to") == "sip:user@example.com"
+
+
+FAST_PATH_SAMPLES = [
+    "<sip:09010000001@bench.test>;tag=1234SIPpTag001", "<sip:a@127.0.0.1:5061>",
+    "<sips:alice@Example.COM:5061;transport=tcp;lr>;expires=60;q=0.5",
+    "<sip:example.com;maddr=1.2.3.4>", "<sip:u@h:99999>", "<sip:u@-bad-.com>",
+    "<sip:u@h;a=b=c>", "<sip:u@h>;tag", "<sip:user;x=y@host>", "<sip:u@h>;p=\"q\"",
+    "<sip:+81-90@h>;+sip.instance=x", "<sip:u@h:5060>;reg-id=1",
+]
+VIA_SAMPLES = [
+    "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport", "SIP/2.0/TCP Host.Example.com",
+    "SIP/2.0/UDP h:70000;branch=x", "SIP/2.0/UDP h;rport=;received=1.2.3.4",
+    "SIP/2.0/TLS h;branch=z9hG4bK.x!y", "SIP/2.0/UDP 1.2.3.4;;",
+]
+
+
+def test_fast_paths_agree_with_the_grammar() -> None:
+    from softswitch.sip import headers
+
+    values = list(FAST_PATH_SAMPLES)
+    for entry in rfc4475_index():
+        try:
+            parsed = parse_datagram(rfc4475_message(entry["file"].removesuffix(".dat")))
+        except Unparseable:
+            continue
+        for key in ("from", "to", "contact"):
+            values += parsed.message.values(key) if key == "contact" else \
+                parsed.message.get_all(key)
+    for value in values:
+        for fast, full in ((headers.parse_name_addr, headers.parse_name_addr_by_grammar),
+                           (headers.parse_via, headers.parse_via_by_grammar)):
+            for sample in [value, *VIA_SAMPLES]:
+                outcomes = []
+                for parse in (fast, full):
+                    try:
+                        outcomes.append(repr(parse(sample)))
+                    except (HeaderError, UriError) as error:
+                        outcomes.append(type(error).__name__)
+                assert outcomes[0] == outcomes[1], sample

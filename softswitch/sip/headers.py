@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import abnf
@@ -142,7 +143,43 @@ def _skip_lws(text: str, pos: int) -> int:
     return pos
 
 
+# The shape nearly every phone writes: <sip:user@host:port;uri-params>;header-params, no
+# display name, no escapes. Matched by one regex; anything else takes the full grammar.
+_PLAIN_NAME_ADDR = re.compile(
+    r"<(sips?):(?:([a-zA-Z0-9\-_.!~*'()&=+$,]+)@)?([a-zA-Z0-9\-.]+)(?::(\d{1,5}))?"
+    r"((?:;[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+(?:=[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+)?)*)>"
+    r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
+)
+_PLAIN_VIA = re.compile(
+    r"SIP/2\.0/([A-Z]+) ([a-zA-Z0-9\-.]+)(?::(\d{1,5}))?"
+    r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
+)
+
+
+def _plain_params(text: str) -> Params:
+    params: Params = {}
+    for item in text.split(";")[1:]:
+        name, eq, value = item.partition("=")
+        params[name.lower()] = value if eq else None
+    return params
+
+
+def _plain_host(host: str) -> bool:
+    return bool(abnf.IPV4.fullmatch(host) or abnf.HOSTNAME.fullmatch(host))
+
+
 def parse_name_addr(value: str) -> NameAddr:
+    plain = _PLAIN_NAME_ADDR.fullmatch(value)
+    if plain is not None:
+        scheme, user, host, port, uri_params, params = plain.groups()
+        if _plain_host(host) and (port is None or int(port) <= 65535):
+            uri = SipUri(scheme, host.lower(), user, None, None if port is None else int(port),
+                         _plain_params(uri_params) if uri_params else {})
+            return NameAddr(uri, None, _plain_params(params) if params else {})
+    return parse_name_addr_by_grammar(value)
+
+
+def parse_name_addr_by_grammar(value: str) -> NameAddr:
     text = value.strip()
     if not text:
         raise HeaderError("empty address")
@@ -186,6 +223,16 @@ def _uri(text: str) -> Uri:
 
 def parse_via(value: str) -> Via:
     """One via-parm: ``SIP / 2.0 / UDP host:port;branch=...`` (LWS allowed around "/")."""
+    plain = _PLAIN_VIA.fullmatch(value)
+    if plain is not None:
+        transport, host, port, params = plain.groups()
+        if _plain_host(host) and (port is None or int(port) <= 65535):
+            return Via(transport, host.lower(), None if port is None else int(port),
+                       _plain_params(params) if params else {})
+    return parse_via_by_grammar(value)
+
+
+def parse_via_by_grammar(value: str) -> Via:
     text = value.strip()
     parts = text.split("/", 2)
     if len(parts) != 3:

@@ -100,7 +100,7 @@ class SwitchCore:
                 ("allow", ", ".join(ALLOWED)), ("accept", ACCEPT),
                 ("accept-language", "ja, en"), ("supported", "")])
         elif method == "REGISTER":
-            self._spawn(self._register(request, transaction, event.peer))
+            self._register(request, transaction, event.peer)
         elif method == "INVITE":
             self._on_invite(request, transaction, event.peer)
         elif self.calls is None or not self.calls.in_dialog(event):
@@ -125,14 +125,13 @@ class SwitchCore:
             return
         self._spawn(self.calls.invite(request, transaction, peer))
 
-    async def _register(self, request: Request, transaction: ServerTransaction,
-                        peer: Peer) -> None:
+    def _register(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
         try:
-            response = await self.registrar.register(request, peer, transaction.to_tag)
+            self.registrar.register(request, peer, transaction.to_tag,
+                                    lambda response: self._answer(transaction, response))
         except Exception:
             log.exception("REGISTER failed")
-            response = make_response(request, 500, to_tag=transaction.to_tag)
-        self._answer(transaction, response)
+            self._answer(transaction, make_response(request, 500, to_tag=transaction.to_tag))
 
     def _reply(self, transaction: ServerTransaction, request: Request, status: int,
                headers: list[tuple[str, str]] | None = None) -> None:
