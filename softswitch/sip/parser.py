@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import abnf
 from .headers import HeaderError, parse_int
-from .message import HeaderList, Message, Request, Response
+from .message import HeaderList, Request, Response
 from .uri import AbsoluteUri, UriError
 
 MAX_HEADER_BYTES = 16384  # a header section larger than this is refused on streams
@@ -234,11 +234,7 @@ def check_request(parsed: Parsed) -> Request:
     """Validate a request as RFC 3261 §8.2 and RFC 4475 want; raise BadMessage(status)."""
     request = parsed.message
     assert isinstance(request, Request)
-    if parsed.defect is not None:
-        raise parsed.defect
-    if request.version != abnf.SIP_VERSION:
-        raise BadMessage(505, "Version Not Supported")
-    _check_common(request)
+    _check_common(parsed)
     cseq = request.cseq
     assert cseq is not None
     if cseq.method != request.method:
@@ -265,18 +261,21 @@ def check_response(parsed: Parsed) -> Response:
     """Validate a response before it is matched to a transaction; raise BadMessage (drop)."""
     response = parsed.message
     assert isinstance(response, Response)
-    if parsed.defect is not None:
-        raise parsed.defect
-    if response.version != abnf.SIP_VERSION:
-        raise BadMessage(505, "Version Not Supported")
-    _check_common(response)
+    _check_common(parsed)
     return response
 
 
 _REQUIRED_SINGLE = ("from", "to", "call-id", "cseq")
 
 
-def _check_common(message: Message) -> None:
+def _check_common(parsed: Parsed) -> None:
+    """What requests and responses share: the reader's defects, the version, the headers
+    every message needs (§8.1.1), single-value headers given once."""
+    if parsed.defect is not None:
+        raise parsed.defect
+    message = parsed.message
+    if message.version != abnf.SIP_VERSION:
+        raise BadMessage(505, "Version Not Supported")
     seen: set[str] = set()
     for key, _ in message.headers:
         if key in abnf.SINGLE_VALUE_HEADERS:
