@@ -132,14 +132,15 @@ def python_env() -> dict[str, str]:
 class SipClient:
     """A raw SIP socket for sending hand-written messages and reading the answers."""
 
-    def __init__(self, port: int, transport: str = "udp") -> None:
+    def __init__(self, port: int, transport: str = "udp", host: str = "127.0.0.1") -> None:
         self.transport = transport
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        self.sock = socket.socket(socket.AF_INET, kind)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, kind)
         self.sock.settimeout(5)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.local_port = self.sock.getsockname()[1]
-        self.server = ("127.0.0.1", port)
+        self.server = (host, port)
         if transport == "tcp":
             self.sock.connect(self.server)
         self._buffer = b""

@@ -1,0 +1,87 @@
+"""The command line and the transports as an operator meets them."""
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from .support import ServerProcess, SipClient, options, softswitch, status_of, write_config
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_check_config_names_file_field_and_problem(tmp_path: Path) -> None:
+    good = write_config(tmp_path, 5060)
+    result = softswitch("check-config", str(good))
+    assert result.returncode == 0 and "4 subscribers" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("line: A", "line: X"))
+    result = softswitch("check-config", str(bad))
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr and "subscribers[2].line" in result.stderr
+    missing = softswitch("check-config", str(tmp_path / "nowhere.yaml"))
+    assert missing.returncode == 2 and "nowhere.yaml" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sip: [unclosed\n")
+    result = softswitch("check-config", str(broken))
+    assert result.returncode == 2 and "broken.yaml" in result.stderr and "line" in result.stderr
+
+
+def test_run_refuses_a_bad_config_and_show_an_unknown_number(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sip:\n  domain: x\nsubscribers:\n  - number: '0901234'\n    sim: voice\n")
+    result = softswitch("run", "--config", str(bad), timeout=30)
+    assert result.returncode == 2 and "subscribers[0].number" in result.stderr
+    server = ServerProcess(tmp_path).start()
+    try:
+        assert server.config is not None
+        unknown = softswitch("show", "09099998888", "--config", str(server.config))
+        assert unknown.returncode == 1 and "09099998888" in unknown.stderr
+        state = server.show("+81 90-1111-0001")
+        assert state["number"] == "09011110001" and state["sim"] == "voice"
+        assert "network_pin" not in str(state) and "1234" not in str(state)
+    finally:
+        assert server.stop() == 0  # SIGTERM: a clean exit
+
+
+def test_oversized_tcp_message_gets_513_and_the_connection_closes(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, sip_overrides={"max_message_size": 2000}).start()
+    try:
+        client = SipClient(server.port, "tcp")
+        padding = "x" * 3000
+        message = options(client.local_port, "too-big", "TCP").replace(
+            b"Content-Length: 0", f"Content-Length: {len(padding)}".encode()) + padding.encode()
+        client.send(message)
+        assert status_of(client.receive()) == 513
+        assert client.receive(timeout=2) is None  # closed by the server
+        client.close()
+        fresh = SipClient(server.port, "tcp")
+        fresh.send(options(fresh.local_port, "after-too-big", "TCP"))
+        assert status_of(fresh.receive()) == 200
+        fresh.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv4_and_ipv6_listeners(tmp_path: Path) -> None:
+    probe = ServerProcess(tmp_path)
+    probe.sip_overrides = {"listen": [f"127.0.0.1:{probe.port}", f"[::1]:{probe.port}"]}
+    server = probe.start()
+    try:
+        for host in ("127.0.0.1", "::1"):
+            for transport in ("udp", "tcp"):
+                client = SipClient(server.port, transport, host)
+                call_id = f"v6-{host.replace(':', 'x')}-{transport}"
+                client.send(options(client.local_port, call_id, transport.upper()))
+                assert status_of(client.receive()) == 200, (host, transport)
+                client.close()
+    finally:
+        server.stop()
