@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosqlite's debug lines carry SQL parameters: PIN hashes, digest HA1s. Never log them.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     from .app import run as run_server
 
     try:

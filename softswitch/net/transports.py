@@ -40,6 +40,7 @@ class SipStack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.bound: list[tuple[str, ListenAddress]] = []
+        self._trace = log.isEnabledFor(logging.DEBUG)  # the SIP trace of log_level: debug
 
     # ---- setting up -----------------------------------------------------------------------------
     async def listen(self, address: ListenAddress, transports: tuple[str, ...]) -> None:
@@ -120,6 +121,9 @@ class SipStack:
 
     def _transmit(self, output: Transmit) -> None:
         peer = output.peer
+        if self._trace:
+            log.debug("SIP to %s %s:%s\n%s", peer.transport, peer.host, peer.port,
+                      output.data.decode("utf-8", "replace"))
         if peer.transport == "udp":
             transport = self._udp_for(peer)
             if transport is None:
@@ -141,10 +145,15 @@ class SipStack:
         return None
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._trace:
+            log.debug("SIP from udp %s:%s\n%s", addr[0], addr[1], data.decode("utf-8", "replace"))
         self.endpoint.receive_datagram(data, Peer("udp", addr[0], addr[1]), self._loop.time())
         self.flush()
 
     def _stream(self, connection: _TcpConnection, data: bytes) -> None:
+        if self._trace:
+            log.debug("SIP from tcp %s:%s\n%s", connection.peer.host, connection.peer.port,
+                      data.decode("utf-8", "replace"))
         self.endpoint.receive_stream(data, connection.peer, self._loop.time())
         self.flush()
 
