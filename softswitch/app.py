@@ -14,6 +14,7 @@ from .net.transports import SipStack
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
 from .store.store import Store
+from .switch.calls import CallHandler, build_call_handler
 from .switch.core import SwitchCore
 from .switch.registrar import BindingWriter, Registrar
 
@@ -39,6 +40,8 @@ class Server:
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
+        if isinstance(self.core.calls, CallHandler):
+            await self.core.calls.close()  # BYE to every call while the sockets are open
         await self.stack.close()
         await self.store.close()
 
@@ -59,7 +62,9 @@ async def start(config: Config) -> Server:
     endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent,
                            sent_by=str(sip.listen[0]))
     stack = SipStack(endpoint)
-    core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent)
+    calls = build_call_handler(config, stack)
+    core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent,
+                      calls=calls)
     stack.handler = core.handle
     try:
         for address in sip.listen:
@@ -68,6 +73,7 @@ async def start(config: Config) -> Server:
         await stack.close()
         await store.close()
         raise
+    calls.listening(stack.bound)
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
     sweeper = asyncio.create_task(_sweep(registrar, interval))
     # What startup built lives as long as the process: keep the collector off it, and let

@@ -1,0 +1,328 @@
+"""RTP for the calls softswitch answers: UDP ports from the configured range, and one 20 ms
+media clock that sends every call's next frame.
+
+The packet and DTMF logic is sans-IO in `media/session.py` (`RtpSession`); this module only
+owns sockets and time:
+
+- `RtpPortPool` binds one UDP socket per call on a port of `media.rtp_port_min..max`. Every
+  port of the range is used (no even/odd RTP/RTCP pairing: 1,000 ports carry 1,000 calls; we
+  send no RTCP and a peer's RTCP that lands on a neighbouring port is discarded there by its
+  packet type). Freed ports go to the back of the queue, so a port rests as long as possible
+  before the next call gets it: late packets of the old call then rarely reach the new one,
+  whose symmetric RTP would otherwise latch onto them. A port another program holds is skipped.
+- `MediaClock` is one `loop.call_at` timer for all calls (not a task per call). Each tick
+  calls `MediaStream._send_next()` for every stream: slice the next 160-byte payload of the
+  prompt (pre-encoded by `PromptLibrary`), let the session put the 12-byte header on it, one
+  `sendto`. Ticks are scheduled on a fixed grid from the clock's start, so timing does not
+  drift; a tick that runs late sends the frames it owes (at most `MAX_CATCH_UP` at once) and
+  lets the RTP timestamp skip over a longer stall.
+- `MediaStream` is one call's socket, session and playback queue. Received datagrams are
+  read with `loop.add_reader` and handed to the session; digits and (while recording) audio
+  go to the callbacks `on_digit` and `on_audio`.
+
+Silence policy: a stream sends a packet every 20 ms for the whole call, prompt audio while
+playing and G.711 silence otherwise (no comfort-noise payload, no silence suppression). Phones
+and media relays that watch for RTP inactivity then never drop the call while the caller is
+thinking, the peer's jitter buffer and the caller's NAT binding stay warm, and the load is the
+same at every moment of a call, which makes the capacity of the clock easy to state. Nothing
+is sent while the SDP forbids it (a=recvonly/inactive in our answer, e.g. on hold, or no
+address yet): the RTP timestamp still advances, and the next packet carries the marker bit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..media.dtmf import DigitEvent
+from ..media.g711 import Codec
+from ..media.session import SAMPLES_PER_FRAME, Address, AudioFrame, RtpSession
+
+log = logging.getLogger(__name__)
+
+PTIME = 0.020  # seconds per frame
+MAX_CATCH_UP = 3  # frames sent in one tick for ticks that were missed; beyond that, skipped
+MAX_READS = 32  # datagrams read per readiness callback, so that one busy port cannot starve
+DSCP_EF = 0xB8  # IP TOS byte for voice (expedited forwarding), where the system allows it
+
+Clips = Sequence[Sequence[bytes]]
+
+
+class RtpPortPool:
+    """UDP ports of one range, each bound for one call at a time (see the module doc)."""
+
+    def __init__(self, host: str, port_min: int, port_max: int) -> None:
+        self.host = host
+        self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._free: deque[int] = deque(range(port_min, port_max + 1))
+        self._in_use: set[int] = set()
+
+    @property
+    def in_use(self) -> int:
+        return len(self._in_use)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._free) + len(self._in_use)
+
+    def open(self) -> tuple[socket.socket, int] | None:
+        """A non-blocking socket bound to the port that rested longest; None if none is free."""
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            sock = socket.socket(self._family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((self.host, port))
+            except OSError:
+                sock.close()
+                self._free.append(port)  # held by another program: try it again later
+                continue
+            sock.setblocking(False)
+            if self._family == socket.AF_INET:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_EF)
+            self._in_use.add(port)
+            return sock, port
+        return None
+
+    def release(self, sock: socket.socket, port: int) -> None:
+        sock.close()
+        if port in self._in_use:
+            self._in_use.remove(port)
+            self._free.append(port)
+
+
+class MediaClock:
+    """The one 20 ms timer that sends the next frame of every started stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._streams: dict[MediaStream, None] = {}  # ordered; O(1) removal
+        self._handle: asyncio.TimerHandle | None = None
+        self._epoch = 0.0
+        self._ticks = 0
+        self.last_tick_seconds = 0.0  # CPU time the last tick took (perf_counter)
+        self.late_ticks = 0  # ticks that found themselves a whole frame or more late
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def add(self, stream: MediaStream) -> None:
+        self._streams[stream] = None
+        if self._handle is None:
+            self._epoch = self._loop.time()
+            self._ticks = 0
+            self._handle = self._loop.call_at(self._epoch, self._tick)
+
+    def remove(self, stream: MediaStream) -> None:
+        self._streams.pop(stream, None)
+        if not self._streams and self._handle is not None:
+            self._handle.cancel()  # idle: no timer while no call has media
+            self._handle = None
+
+    def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+    def _tick(self) -> None:
+        started = time.perf_counter()
+        late = int((self._loop.time() - self._epoch) / PTIME) - self._ticks
+        late = max(late, 0)  # call_at may fire a hair early
+        self._ticks += 1 + late
+        if late:
+            self.late_ticks += 1
+            owed = min(late, MAX_CATCH_UP)
+            for stream in self._streams:
+                for _ in range(owed):
+                    stream._send_next()
+                for _ in range(late - owed):
+                    stream._skip()
+        # Nothing in _send_next changes the dict: futures it resolves call back later.
+        for stream in self._streams:
+            stream._send_next()
+        self._handle = self._loop.call_at(self._epoch + self._ticks * PTIME, self._tick)
+        self.last_tick_seconds = time.perf_counter() - started
+
+
+class MediaStream:
+    """One call's RTP: its port, its `RtpSession`, and the prompts queued to play.
+
+    Made by `RtpEngine.open_stream()` with a bound port (for the SDP answer); `start()` gives it
+    the session and puts it on the clock; `close()` takes it off and frees the port.
+    """
+
+    __slots__ = ("port", "codec", "session", "on_digit", "on_audio", "_engine", "_sock",
+                 "_sendto", "_silence", "_sending", "_clip", "_index", "_queue", "_done",
+                 "_closed", "send_errors")
+
+    def __init__(self, engine: RtpEngine, sock: socket.socket, port: int) -> None:
+        self.port = port
+        self.codec = Codec.PCMU
+        self.session: RtpSession | None = None
+        self.on_digit: Callable[[DigitEvent], None] | None = None
+        self.on_audio: Callable[[AudioFrame], None] | None = None  # set only while recording
+        self.send_errors = 0
+        self._engine = engine
+        self._sock = sock
+        self._sendto = sock.sendto
+        self._silence = Codec.PCMU.silence(SAMPLES_PER_FRAME)
+        self._sending = False
+        self._clip: Sequence[bytes] | None = None
+        self._index = 0
+        self._queue: deque[Sequence[bytes]] = deque()
+        self._done: asyncio.Future[bool] | None = None
+        self._closed = False
+
+    # ---- life -------------------------------------------------------------------------------
+    def start(self, session: RtpSession, codec: Codec, *, sending: bool) -> None:
+        """Begin receiving and sending (silence until something plays)."""
+        self.session = session
+        self.codec = codec
+        self._silence = codec.silence(SAMPLES_PER_FRAME)
+        self._sending = sending and session.remote is not None
+        self._engine.loop.add_reader(self._sock.fileno(), self._readable)
+        self._engine.clock.add(self)
+
+    def update(self, remote: Address | None, *, sending: bool) -> None:
+        """New SDP from a re-INVITE: a new address (None: on hold), and whether we may send."""
+        if self.session is None:
+            return
+        self.session.set_remote(remote)
+        self._sending = sending and remote is not None
+
+    def close(self) -> None:
+        """Stop everything and free the port. Harmless when called again."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_playback()
+        self.on_digit = self.on_audio = None
+        if self.session is not None:
+            self._engine.loop.remove_reader(self._sock.fileno())
+            self._engine.clock.remove(self)
+        self._engine.pool.release(self._sock, self.port)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ---- playing ----------------------------------------------------------------------------
+    def play(self, clips: Clips) -> asyncio.Future[bool]:
+        """Play `clips` (each a sequence of 20 ms payloads in this stream's codec) one after
+        the other. The future is True once the last frame is sent, False if stopped first.
+        What was playing before is stopped."""
+        self.stop_playback()
+        done: asyncio.Future[bool] = self._engine.loop.create_future()
+        queue = deque(clip for clip in clips if clip)
+        if self._closed or not queue:
+            done.set_result(not self._closed)
+            return done
+        self._queue = queue
+        self._clip = queue.popleft()
+        self._index = 0
+        self._done = done
+        return done
+
+    def stop_playback(self) -> None:
+        """Silence from the next tick on; the pending `play()` future turns False."""
+        self._clip = None
+        self._queue.clear()
+        done, self._done = self._done, None
+        if done is not None and not done.done():
+            done.set_result(False)
+
+    @property
+    def playing(self) -> bool:
+        return self._clip is not None
+
+    # ---- the clock's calls (kept lean: they run 50 times a second for every call) ----------
+    def _send_next(self) -> None:
+        clip = self._clip
+        if clip is None:
+            payload = self._silence
+        else:
+            payload = clip[self._index]
+            self._index += 1
+            if self._index == len(clip):
+                self._next_clip()
+        session = self.session
+        assert session is not None
+        remote = session.remote
+        if self._sending and remote is not None:
+            try:
+                self._sendto(session.next_frame(payload), remote)
+            except OSError:  # a full send buffer or an unreachable network: the frame is lost
+                self.send_errors += 1
+        else:
+            session.skip_frame()
+
+    def _skip(self) -> None:
+        """A tick the loop missed by too much: time moves on, the prompt resumes where it was."""
+        assert self.session is not None
+        self.session.skip_frame()
+
+    def _next_clip(self) -> None:
+        if self._queue:
+            self._clip = self._queue.popleft()
+            self._index = 0
+            return
+        self._clip = None
+        done, self._done = self._done, None
+        if done is not None and not done.done():
+            done.set_result(True)
+
+    # ---- receiving --------------------------------------------------------------------------
+    def info_digit(self, digit: str) -> None:
+        """A digit that came by SIP INFO: delivered unless the session saw that press already."""
+        if self.session is None or self.on_digit is None:
+            return
+        event = self.session.info_digit(digit, self._engine.loop.time())
+        if event is not None:
+            self.on_digit(event)
+
+    def _readable(self) -> None:
+        session = self.session
+        assert session is not None
+        now = self._engine.loop.time()
+        for _ in range(MAX_READS):
+            try:
+                data, source = self._sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error queued on the socket: nothing to read
+                return
+            for item in session.receive(data, source[:2], now):
+                if isinstance(item, DigitEvent):
+                    if self.on_digit is not None:
+                        self.on_digit(item)
+                elif self.on_audio is not None:
+                    self.on_audio(item)
+
+
+class RtpEngine:
+    """The port pool and the media clock that all of one server's calls share."""
+
+    def __init__(self, host: str, port_min: int, port_max: int,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
+        self.pool = RtpPortPool(host, port_min, port_max)
+        self.clock = MediaClock(self.loop)
+
+    @property
+    def ports_in_use(self) -> int:
+        return self.pool.in_use
+
+    def open_stream(self) -> MediaStream | None:
+        """A stream on a free port, not yet started; None when the range is exhausted."""
+        opened = self.pool.open()
+        if opened is None:
+            log.warning("no free RTP port in the configured range")
+            return None
+        return MediaStream(self, *opened)
+
+    def close(self) -> None:
+        self.clock.close()
