@@ -30,6 +30,7 @@ class Server:
     stack: SipStack
     registrar: Registrar
     core: SwitchCore
+    calls: CallHandler
     _sweeper: asyncio.Task[None]
 
     @property
@@ -40,9 +41,9 @@ class Server:
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
-        if isinstance(self.core.calls, CallHandler):
-            await self.core.calls.close()  # BYE to every call while the sockets are open
+        await self.calls.close()  # BYE to every call while the sockets are open
         await self.stack.close()
+        await self.registrar.writer.drain()  # acknowledged bindings reach the store
         await self.store.close()
 
 
@@ -54,13 +55,16 @@ async def start(config: Config) -> Server:
     authenticator = DigestAuthenticator(
         realm=sip.domain, secret=sip.auth.secret or await store.shared_secret("digest-nonce"),
         nonce_lifetime=sip.auth.nonce_lifetime, algorithms=tuple(sip.auth.algorithms))
+    # Only the subscribers of this config may register: one taken out of the YAML stays in
+    # the store (with its history) but loses its SIP access.
+    configured = {subscriber.number for subscriber in config.subscribers}
+    credentials = {number: c for number, c in (await store.load_credentials()).items()
+                   if number in configured}
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
-                          credentials=await store.load_credentials(),
-                          writer=BindingWriter(store))
+                          credentials=credentials, writer=BindingWriter(store))
     registrar.load(await store.load_bindings(registrar.clock()))
 
-    endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent,
-                           sent_by=str(sip.listen[0]))
+    endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
     stack = SipStack(endpoint)
     calls = build_call_handler(config, stack)
     core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent,
@@ -74,6 +78,7 @@ async def start(config: Config) -> Server:
         await store.close()
         raise
     calls.listening(stack.bound)
+    endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
     sweeper = asyncio.create_task(_sweep(registrar, interval))
     # What startup built lives as long as the process: keep the collector off it, and let
@@ -81,7 +86,7 @@ async def start(config: Config) -> Server:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return Server(config, store, stack, registrar, core, sweeper)
+    return Server(config, store, stack, registrar, core, calls, sweeper)
 
 
 async def _sweep(registrar: Registrar, interval: float) -> None:

@@ -27,7 +27,6 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import pytest
 import yaml
@@ -120,7 +119,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
 
 
 def handler_of(server: Server) -> CallHandler:
-    return cast(CallHandler, server.core.calls)
+    return server.calls
 
 
 def sip_port(server: Server, transport: str = "udp") -> int:

@@ -383,7 +383,7 @@ async def test_sqlite_runs_in_wal_mode_and_creates_its_directory(tmp_path: Path)
     try:
         async with store.engine.connect() as connection:
             assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
-            assert await connection.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+            assert await connection.scalar(text("PRAGMA synchronous")) == 2  # FULL
             assert await connection.scalar(text("PRAGMA busy_timeout")) == 5000
             assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
     finally:

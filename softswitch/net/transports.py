@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import socket
 from collections.abc import Callable
 from typing import cast
@@ -24,6 +25,8 @@ from ..sip.transaction import ClientTransaction, ServerTransaction
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 600.0  # seconds without a byte before we drop a TCP connection
+MAX_TCP_CONNECTIONS = 4096  # beyond this a new connection is closed at once
+MAX_TCP_WRITE_BUFFER = 1 << 20  # a peer that does not read its answers is dropped past 1 MiB
 
 
 class SipStack:
@@ -33,7 +36,8 @@ class SipStack:
         self.endpoint = endpoint
         self.handler: Callable[[Event], None] = lambda event: None
         self._loop = asyncio.get_running_loop()
-        self._udp: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+        self._udp: list[tuple[str, asyncio.DatagramTransport]] = []  # (host, socket); index =
+        # Peer.local
         self._servers: list[asyncio.Server] = []
         self._connections: dict[int, _TcpConnection] = {}
         self._connection_ids = itertools.count(1)
@@ -41,12 +45,14 @@ class SipStack:
         self._timer_at: float | None = None
         self.bound: list[tuple[str, ListenAddress]] = []
         self._trace = log.isEnabledFor(logging.DEBUG)  # the SIP trace of log_level: debug
+        self._flushing = False
 
     # ---- setting up -----------------------------------------------------------------------------
     async def listen(self, address: ListenAddress, transports: tuple[str, ...]) -> None:
         if "udp" in transports:
+            index = len(self._udp)
             transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(address.host, address.port),
+                lambda: _UdpProtocol(self, index), local_addr=(address.host, address.port),
                 reuse_port=False)
             sock = transport.get_extra_info("socket")
             if sock is not None:
@@ -55,7 +61,7 @@ class SipStack:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
             bound = transport.get_extra_info("sockname")
-            self._udp[(address.host, bound[1])] = transport
+            self._udp.append((address.host, transport))
             self.bound.append(("udp", ListenAddress(address.host, bound[1])))
         if "tcp" in transports:
             server = await self._loop.create_server(
@@ -74,7 +80,7 @@ class SipStack:
             connection.close()
         for server in self._servers:
             await server.wait_closed()
-        for transport in self._udp.values():
+        for _, transport in self._udp:
             transport.close()
 
     # ---- the endpoint's API, as the switch uses it ---------------------------------------------
@@ -93,20 +99,34 @@ class SipStack:
 
     # ---- the loop between endpoint and sockets -------------------------------------------------
     def flush(self) -> None:
-        """Deliver events, send outputs, re-arm the timer. Called after every input."""
+        """Deliver events, send outputs, re-arm the timer. Called after every input.
+
+        Not re-entrant: a handler that answers (respond -> flush) only feeds the endpoint,
+        and this loop goes on until nothing is left, so a burst of pipelined requests on
+        one TCP read is handled in a loop, not in a recursion as deep as the burst."""
+        if self._flushing:
+            return
+        self._flushing = True
         endpoint = self.endpoint
-        while (event := endpoint.next_event()) is not None:
-            try:
-                self.handler(event)
-            except Exception:
-                log.exception("handling %s failed", type(event).__name__)
-        for output in endpoint.outputs():
-            if isinstance(output, Transmit):
-                self._transmit(output)
-            elif isinstance(output, CloseConnection):
-                connection = self._connections.get(output.connection)
-                if connection is not None:
-                    connection.close()
+        try:
+            while True:
+                while (event := endpoint.next_event()) is not None:
+                    try:
+                        self.handler(event)
+                    except Exception:
+                        log.exception("handling %s failed", type(event).__name__)
+                outputs = endpoint.outputs()
+                if not outputs:
+                    break
+                for output in outputs:
+                    if isinstance(output, Transmit):
+                        self._transmit(output)
+                    elif isinstance(output, CloseConnection):
+                        connection = self._connections.get(output.connection)
+                        if connection is not None:
+                            connection.close()
+        finally:
+            self._flushing = False
         deadline = endpoint.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -123,7 +143,7 @@ class SipStack:
         peer = output.peer
         if self._trace:
             log.debug("SIP to %s %s:%s\n%s", peer.transport, peer.host, peer.port,
-                      output.data.decode("utf-8", "replace"))
+                      _redacted(output.data))
         if peer.transport == "udp":
             transport = self._udp_for(peer)
             if transport is None:
@@ -138,26 +158,34 @@ class SipStack:
             connection.write(output.data)
 
     def _udp_for(self, peer: Peer) -> asyncio.DatagramTransport | None:
+        """The socket the peer's request came in on (RFC 3581 §4: answer from there), else
+        the first of the peer's address family."""
+        if peer.local is not None:
+            return self._udp[peer.local][1]
         family_v6 = ":" in peer.host
-        for (host, _), transport in self._udp.items():
+        for host, transport in self._udp:
             if (":" in host) == family_v6:
                 return transport
         return None
 
-    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _datagram(self, data: bytes, addr: tuple[str, int], local: int) -> None:
         if self._trace:
-            log.debug("SIP from udp %s:%s\n%s", addr[0], addr[1], data.decode("utf-8", "replace"))
-        self.endpoint.receive_datagram(data, Peer("udp", addr[0], addr[1]), self._loop.time())
+            log.debug("SIP from udp %s:%s\n%s", addr[0], addr[1], _redacted(data))
+        peer = Peer("udp", addr[0], addr[1], local=local)
+        self.endpoint.receive_datagram(data, peer, self._loop.time())
         self.flush()
 
     def _stream(self, connection: _TcpConnection, data: bytes) -> None:
         if self._trace:
             log.debug("SIP from tcp %s:%s\n%s", connection.peer.host, connection.peer.port,
-                      data.decode("utf-8", "replace"))
+                      _redacted(data))
         self.endpoint.receive_stream(data, connection.peer, self._loop.time())
         self.flush()
 
-    def _connection_made(self, connection: _TcpConnection) -> int:
+    def _connection_made(self, connection: _TcpConnection) -> int | None:
+        if len(self._connections) >= MAX_TCP_CONNECTIONS:
+            log.warning("%d TCP connections open: refusing another", len(self._connections))
+            return None
         number = next(self._connection_ids)
         self._connections[number] = connection
         return number
@@ -166,18 +194,16 @@ class SipStack:
         self._connections.pop(number, None)
         self.endpoint.connection_lost(number)
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._connections)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, stack: SipStack) -> None:
+    def __init__(self, stack: SipStack, index: int) -> None:
         self.stack = stack
+        self.index = index
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         try:
-            self.stack._datagram(data, addr)
+            self.stack._datagram(data, addr, self.index)
         except Exception:  # one bad datagram must never stop the socket
             log.exception("datagram from %s dropped", addr)
 
@@ -196,11 +222,17 @@ class _TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         host, port = transport.get_extra_info("peername")[:2]
-        self.number = self.stack._connection_made(self)
+        number = self.stack._connection_made(self)
+        if number is None:
+            self.transport.close()
+            return
+        self.number = number
         self.peer = Peer("tcp", host, port, self.number)
         self._touch()
 
     def data_received(self, data: bytes) -> None:
+        if not self.number:
+            return  # refused at connection_made
         self._touch()
         try:
             self.stack._stream(self, data)
@@ -209,8 +241,14 @@ class _TcpConnection(asyncio.Protocol):
             self.close()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
+            log.warning("TCP peer %s:%s reads no answers; closing", self.peer.host,
+                        self.peer.port)
+            self.close()
+            return
+        self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -219,9 +257,19 @@ class _TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
-        self.stack._connection_gone(self.number)
+        if self.number:
+            self.stack._connection_gone(self.number)
 
     def _touch(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
         self._idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.close)
+
+
+_DIGEST_RESPONSE = re.compile(rb'(response\s*=\s*)"?[0-9a-fA-F]+"?')
+
+
+def _redacted(data: bytes) -> str:
+    """A message for the debug trace, with digest responses hidden: nonce and response
+    together would allow an offline guess of the phone's password."""
+    return _DIGEST_RESPONSE.sub(rb'\1"..."', data).decode("utf-8", "replace")

@@ -81,6 +81,12 @@ LIST_HEADERS = frozenset(
 )
 
 
+def is_number(text: str, max_digits: int = 20) -> bool:
+    """1*DIGIT in ASCII. str.isdigit() alone also takes '²' or '١' (int() refuses the first),
+    and the length bound keeps int() cheap on hostile input."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
 def canonical_name(key: str) -> str:
     """The conventional spelling of a lower-case header key, for serialising."""
     name = CANONICAL_NAMES.get(key)

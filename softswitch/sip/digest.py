@@ -259,7 +259,7 @@ class DigestAuthenticator:
             if nc == 0:
                 return AuthResult.FAILED
         stored_ha1 = ha1_by_algorithm.get(algorithm)
-        if stored_ha1 is None or not response.isascii():
+        if not stored_ha1 or not response.isascii():  # no HA1 is never a valid key
             return AuthResult.FAILED
         expected = _response(
             algorithm, stored_ha1, nonce, method, uri, qop, params.nc or "", params.cnonce or ""

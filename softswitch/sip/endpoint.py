@@ -139,8 +139,9 @@ class SipEndpoint:
 
     def connection_lost(self, connection: int) -> None:
         """The transport saw the connection close. Client transactions waiting on it end as
-        timeouts (§17.1.4); server transactions keep their answers for the transport to
-        route (§18.2.2 reconnects to the Via)."""
+        timeouts (§17.1.4). A server transaction's later answer on that connection is
+        dropped by the transport: it does not reconnect to the Via (§18.2.2) — a phone
+        behind NAT could not be reached that way anyway, and it retransmits over a new one."""
         self._framers.pop(connection, None)
         for transaction in list(self._client.values()):
             if transaction.peer.connection == connection and transaction.state in _AWAITING:

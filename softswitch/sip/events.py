@@ -23,6 +23,7 @@ class Peer:
     host: str
     port: int
     connection: int | None = None  # which TCP connection (None for UDP)
+    local: int | None = None  # which of our UDP sockets it came in on; answers leave from it
 
     @property
     def reliable(self) -> bool:

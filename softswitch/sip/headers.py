@@ -76,7 +76,7 @@ MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less tha
 def parse_cseq(value: str) -> CSeq:
     number_text, _, method = value.strip().partition(" ")
     method = method.strip()
-    if not number_text.isdigit() or not abnf.TOKEN.fullmatch(method):
+    if not abnf.is_number(number_text, 10) or not abnf.TOKEN.fullmatch(method):
         raise HeaderError(f"bad CSeq {value!r}")
     number = int(number_text)
     if number > MAX_CSEQ:
@@ -86,7 +86,7 @@ def parse_cseq(value: str) -> CSeq:
 
 def parse_int(value: str, name: str, maximum: int) -> int:
     text = value.strip()
-    if not text.isdigit() or len(text) > 10 or int(text) > maximum:
+    if not abnf.is_number(text, 10) or int(text) > maximum:
         raise HeaderError(f"bad {name} {value!r}")
     return int(text)
 
@@ -120,6 +120,9 @@ def parse_params(text: str) -> Params:
                     raise HeaderError(f"unterminated quoted string in {text!r}")
                 value = quoted.group()
                 pos = quoted.end()
+            elif (address := _IPV6_VALUE.match(text, pos)) is not None:
+                value = address.group()
+                pos = address.end()
             elif pos < n and text[pos] == "[":
                 end = text.find("]", pos)
                 if end < 0:
@@ -154,6 +157,10 @@ _PLAIN_VIA = re.compile(
     r"SIP/2\.0/([A-Z]+) ([a-zA-Z0-9\-.]+)(?::(\d{1,5}))?"
     r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
+
+
+# received=<IPv6address> is written without brackets (RFC 3261 §18.2.1, §20.42).
+_IPV6_VALUE = re.compile(r"[0-9a-fA-F]*:[0-9a-fA-F:.]*")
 
 
 def _plain_params(text: str) -> Params:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, cast
 
+from . import abnf
+
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 _DIRECTIONS: frozenset[str] = frozenset(("sendrecv", "sendonly", "recvonly", "inactive"))
 
@@ -114,7 +116,7 @@ class MediaDescription:
                 maps.setdefault(parsed.payload_type, parsed)
         if self.media == "audio":
             for fmt in self.formats:
-                if fmt.isdigit() and int(fmt) not in maps:
+                if abnf.is_number(fmt) and int(fmt) not in maps:
                     static = STATIC_AUDIO_PAYLOADS.get(int(fmt))
                     if static is not None:
                         maps[static.payload_type] = static
@@ -126,7 +128,7 @@ class MediaDescription:
         params: dict[int, str] = {}
         for value in _attribute_values(self.attributes, "fmtp"):
             pt, _, text = value.partition(" ")
-            if pt.isdigit():
+            if abnf.is_number(pt):
                 params.setdefault(int(pt), text.strip())
         return params
 
@@ -134,7 +136,7 @@ class MediaDescription:
     def ptime(self) -> int | None:
         for value in _attribute_values(self.attributes, "ptime"):
             text = value.strip()
-            if text.isdigit():
+            if abnf.is_number(text):
                 return int(text)
         return None
 
@@ -167,11 +169,12 @@ def _parse_rtpmap(value: str) -> RtpMap | None:
     # a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]
     pt, _, spec = value.partition(" ")
     parts = spec.strip().split("/")
-    if not pt.isdigit() or len(parts) not in (2, 3) or not parts[0] or not parts[1].isdigit():
+    if (not abnf.is_number(pt) or len(parts) not in (2, 3) or not parts[0]
+            or not abnf.is_number(parts[1])):
         return None
     channels = 1
     if len(parts) == 3:
-        if not parts[2].isdigit():
+        if not abnf.is_number(parts[2]):
             return None
         channels = int(parts[2])
     return RtpMap(int(pt), parts[0], int(parts[1]), channels)
@@ -181,7 +184,7 @@ def _parse_rtpmap(value: str) -> RtpMap | None:
 
 
 def _parse_int(text: str, what: str) -> int:
-    if not text.isdigit():
+    if not abnf.is_number(text):
         raise SdpError(f"{what} is not a number: {text!r}")
     return int(text)
 
@@ -407,7 +410,7 @@ def _choose_formats(
     codec: RtpMap | None = None
     events: RtpMap | None = None
     for fmt in offered.formats:
-        if not fmt.isdigit() or int(fmt) not in maps:
+        if not abnf.is_number(fmt) or int(fmt) not in maps:
             continue
         candidate = maps[int(fmt)]
         if candidate.clock_rate != 8000 or candidate.channels != 1:
@@ -524,7 +527,7 @@ def negotiated_audio(offer: SessionDescription, answer: SessionDescription) -> N
         codec: RtpMap | None = None
         events: int | None = None
         for fmt in answered.formats:
-            mapped = maps.get(int(fmt)) if fmt.isdigit() else None
+            mapped = maps.get(int(fmt)) if abnf.is_number(fmt) else None
             if mapped is None:
                 continue
             if mapped.encoding.lower() == _TELEPHONE_EVENT:

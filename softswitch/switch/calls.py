@@ -30,7 +30,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..config import Config, ListenAddress
@@ -476,7 +476,7 @@ def _bye_peer(leg: _Leg) -> Peer:
         ipaddress.ip_address(host)
     except ValueError:
         return peer  # a name: resolving it is the routing issue's job; the source works
-    return Peer("udp", host, target.port or 5060)
+    return replace(peer, host=host, port=target.port or 5060, connection=None)
 
 
 def build_call_handler(config: Config, sip: SipSender) -> CallHandler:

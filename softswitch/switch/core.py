@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Protocol
 
 from ..sip.events import (
@@ -64,6 +64,14 @@ class SwitchCore:
 
     def handle(self, event: Event) -> None:
         """Called by the transport shell for each endpoint event, in arrival order."""
+        try:
+            self._dispatch(event)
+        except Exception:
+            log.exception("handling %s failed", type(event).__name__)
+            if isinstance(event, RequestReceived) and event.transaction is not None:
+                self._fail(event.transaction)
+
+    def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             self._on_request(event)
         elif self.calls is not None and self.calls.in_dialog(event):
@@ -72,10 +80,6 @@ class SwitchCore:
             if isinstance(event, CancelReceived):
                 self._answer(event.transaction, make_response(event.transaction.request, 487))
             log.debug("unclaimed %s", type(event).__name__)
-
-    @property
-    def pending_tasks(self) -> int:
-        return len(self._tasks)
 
     def _on_request(self, event: RequestReceived) -> None:
         request, transaction = event.request, event.transaction
@@ -123,7 +127,7 @@ class SwitchCore:
         if self.calls is None:
             self._reply(transaction, request, 480)
             return
-        self._spawn(self.calls.invite(request, transaction, peer))
+        self._spawn(self.calls.invite(request, transaction, peer), transaction)
 
     def _register(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
         try:
@@ -131,7 +135,7 @@ class SwitchCore:
                                     lambda response: self._answer(transaction, response))
         except Exception:
             log.exception("REGISTER failed")
-            self._answer(transaction, make_response(request, 500, to_tag=transaction.to_tag))
+            self._fail(transaction)
 
     def _reply(self, transaction: ServerTransaction, request: Request, status: int,
                headers: list[tuple[str, str]] | None = None) -> None:
@@ -142,15 +146,20 @@ class SwitchCore:
         response.add("server", self.server_name)
         self.responder.respond(transaction, response)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _fail(self, transaction: ServerTransaction) -> None:
+        """A request we failed to handle still gets a final answer (never a silent hang)."""
+        if not transaction.answered:
+            self._answer(transaction, make_response(transaction.request, 500,
+                                                    to_tag=transaction.to_tag))
+
+    def _spawn(self, work: Awaitable[None], transaction: ServerTransaction) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("request handling failed", exc_info=task.exception())
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("request handling failed", exc_info=task.exception())
+                self._fail(transaction)
 
-
-Handler = Callable[[Event], None]
+        task.add_done_callback(done)

@@ -20,12 +20,14 @@ from ..sip.digest import AuthResult, DigestAuthenticator, parse_digest
 from ..sip.events import Peer
 from ..sip.headers import HeaderError, NameAddr, parse_int
 from ..sip.message import Request, Response, make_response
+from ..sip.parser import MAX_EXPIRES
 from ..sip.uri import SipUri
 from ..store.store import BindingRow, Store, SubscriberCredentials
 
 log = logging.getLogger(__name__)
 
 MAX_CONTACTS_PER_AOR = 10
+STORE_WRITE_TIMEOUT = 5.0  # seconds; a hung database gets the REGISTERs a 500, not silence
 
 
 @dataclass(slots=True)
@@ -79,15 +81,21 @@ class BindingWriter:
         if error is not None:
             raise error
 
+    async def drain(self) -> None:
+        """Wait until every submitted change is written (at shutdown)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
     async def _flush(self) -> None:
         try:
-            while self._pending:
+            while self._pending or self._callbacks:
                 await asyncio.sleep(self.window)
                 batch, self._pending = self._pending, {}
                 callbacks, self._callbacks = self._callbacks, []
                 outcome: Exception | None = None
                 try:
-                    await self.store.write_bindings(batch)
+                    async with asyncio.timeout(STORE_WRITE_TIMEOUT):
+                        await self.store.write_bindings(batch)
                 except Exception as error:  # the store is down: no 200 for these REGISTERs
                     log.error("writing %d bindings failed: %s", len(batch), error)
                     outcome = error
@@ -111,7 +119,8 @@ class Registrar:
         self.credentials = credentials
         self.writer = writer
         self.clock = clock
-        self.bindings: dict[str, dict[str, Binding]] = {}
+        self.bindings: dict[str, dict[str, Binding]] = {}  # committed to the store
+        self._proposed: dict[str, dict[str, Binding]] = {}  # written, not yet committed
         self._date_second = -1
         self._date_text = ""
 
@@ -132,26 +141,40 @@ class Registrar:
     def register(self, request: Request, peer: Peer, to_tag: str,
                  respond: Callable[[Response], None]) -> None:
         """Answer a REGISTER through `respond`: at once when nothing is written (challenges,
-        refusals, queries), else once the store has committed the new bindings."""
+        refusals, queries), else once the store has committed the new bindings.
+
+        The bindings in memory (what calls are routed to) change only when the store has
+        committed them; until then the new set is a proposal that the next REGISTER of the
+        same AOR builds on. A failed write drops the proposal and answers 500."""
         try:
-            aor, changed = self._apply(request, peer)
+            aor, updated = self._apply(request, peer)
         except RegistrationRejected as rejected:
             respond(make_response(request, rejected.status, rejected.reason, to_tag=to_tag,
                                   headers=rejected.headers))
             return
-        if not changed:
-            respond(self._ok(request, aor, to_tag))
-            return
 
         def committed(error: Exception | None) -> None:
-            if error is None:
-                respond(self._ok(request, aor, to_tag))
-            else:
+            if updated is not None and self._proposed.get(aor) is updated:
+                del self._proposed[aor]
+            if error is not None:
                 respond(make_response(request, 500, "Store unavailable", to_tag=to_tag,
                                       headers=[("retry-after", "5")]))
+                return
+            if updated is not None:
+                if updated:
+                    self.bindings[aor] = updated
+                else:
+                    self.bindings.pop(aor, None)
+            respond(self._ok(request, aor, to_tag))
 
-        rows = [b.row(aor) for b in self.bindings.get(aor, {}).values()]
-        self.writer.submit({aor: rows}, committed)
+        if updated is None:
+            if aor in self._proposed:
+                self.writer.submit({}, committed)  # answer once the pending change is in
+            else:
+                respond(self._ok(request, aor, to_tag))
+            return
+        self._proposed[aor] = updated
+        self.writer.submit({aor: [b.row(aor) for b in updated.values()]}, committed)
 
     async def sweep(self) -> int:
         """Remove expired bindings from memory and the store; returns how many went."""
@@ -160,7 +183,7 @@ class Registrar:
         removed = 0
         for aor, bindings in list(self.bindings.items()):
             expired = [c for c, b in bindings.items() if b.expires_at <= now]
-            if not expired:
+            if not expired or aor in self._proposed:  # a pending REGISTER decides that one
                 continue
             for contact in expired:
                 del bindings[contact]
@@ -173,27 +196,23 @@ class Registrar:
         return removed
 
     # ---- the steps of RFC 3261 §10.3 -----------------------------------------------------------
-    def _apply(self, request: Request, peer: Peer) -> tuple[str, bool]:
+    def _apply(self, request: Request, peer: Peer) -> tuple[str, dict[str, Binding] | None]:
+        """Check a REGISTER and work out the AOR's new set of bindings (None: unchanged)."""
         to = request.to
         assert to is not None  # check_request guarantees To
         if not isinstance(to.uri, SipUri) or to.uri.user is None:
             raise RegistrationRejected(400, "To is not a SIP address of record")
-        # Syntax first (400), then who is asking (401/403), then the bindings.
-        try:
-            contacts = request.contacts if not request.contact_star else []
-        except HeaderError as error:
-            raise RegistrationRejected(400, f"Bad Contact: {error}") from None
+        # Syntax first (400; the endpoint has read the Contacts), then who is asking
+        # (401/403), then the bindings.
+        contacts = request.contacts if not request.contact_star else []
         expires_header = self._expires_header(request)
         try:
             aor = normalise_number(to.uri.user_text or "")
         except ValueError:
             aor = ""  # not a number we serve; challenged all the same, never registered
-        subscriber = self.credentials.get(aor)
-        if subscriber is not None and subscriber.sim != "voice":
-            raise RegistrationRejected(403, "Data SIM: voice services not available")
-        self._authenticate(request, aor, subscriber)
+        self._authenticate(request, aor, self.credentials.get(aor))
 
-        current = self.bindings.get(aor, {})
+        current = self._proposed.get(aor, self.bindings.get(aor, {}))
         call_id = request.call_id or ""
         cseq = request.cseq.number if request.cseq else 0
         now = self.clock()
@@ -203,8 +222,7 @@ class Registrar:
                 raise RegistrationRejected(400, "Contact: * needs Expires: 0 and no other Contact")
             if any(b.call_id == call_id and b.cseq >= cseq for b in current.values()):
                 raise RegistrationRejected(500, "Out of order REGISTER")
-            self.bindings.pop(aor, None)
-            return aor, bool(current)
+            return aor, ({} if current else None)
 
         updated = dict(current)  # validated whole before it replaces the current set
         source = f"{peer.transport}:{_hostport(peer)}"
@@ -225,11 +243,7 @@ class Registrar:
                                        cseq, _q_of(contact), source, user_agent)
         if len(updated) > MAX_CONTACTS_PER_AOR:
             raise RegistrationRejected(403, "Too many registered contacts")
-        if updated:
-            self.bindings[aor] = updated
-        else:
-            self.bindings.pop(aor, None)
-        return aor, bool(contacts)
+        return aor, (updated if contacts else None)
 
     def _authenticate(self, request: Request, aor: str,
                       subscriber: SubscriberCredentials | None) -> None:
@@ -239,11 +253,13 @@ class Registrar:
             params = parse_digest(value)
             if params is None or params.realm != self.domain:
                 continue  # another scheme or realm: challenge as if absent (RFC 4475 §3.3.7)
-            if subscriber is None or params.username != aor:
+            # Unknown numbers and data SIMs (no voice service, no SIP password) are refused
+            # exactly like a wrong password, so that a stranger learns nothing from the answer.
+            if subscriber is None or subscriber.sim != "voice" or params.username != aor:
                 raise RegistrationRejected(403, "Forbidden")
+            ha1s = {"MD5": subscriber.ha1_md5, "SHA-256": subscriber.ha1_sha256}
             result = self.authenticator.verify(
-                params, request.method,
-                {"MD5": subscriber.ha1_md5, "SHA-256": subscriber.ha1_sha256}, now)
+                params, request.method, {a: h for a, h in ha1s.items() if h}, now)
             if result is AuthResult.OK:
                 return
             if result is AuthResult.STALE:
@@ -258,7 +274,7 @@ class Registrar:
         if value is None:
             return None
         try:
-            return parse_int(value, "Expires", 2**32 - 1)
+            return parse_int(value, "Expires", MAX_EXPIRES)
         except HeaderError as error:
             raise RegistrationRejected(400, str(error)) from None
 
@@ -266,7 +282,7 @@ class Registrar:
         param = contact.params.get("expires")
         if param is not None:
             try:
-                return parse_int(param, "expires", 2**32 - 1)
+                return parse_int(param, "expires", MAX_EXPIRES)
             except HeaderError:
                 pass  # RFC 3261 §10.3 step 6: a bad param falls back to the header
         if expires_header is not None:
