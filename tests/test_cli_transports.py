@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from softswitch.sip.parser import check_response, parse_datagram
+
 from .support import ServerProcess, SipClient, options, softswitch, status_of, write_config
 
 
@@ -60,7 +62,8 @@ def test_oversized_tcp_message_gets_513_and_the_connection_closes(tmp_path: Path
             b"Content-Length: 0", f"Content-Length: {len(padding)}".encode()) + padding.encode()
         client.send(message)
         assert status_of(client.receive()) == 513
-        assert client.receive(timeout=2) is None  # closed by the server
+        client.sock.settimeout(2)
+        assert client.sock.recv(100) == b""  # closed by the server, not merely silent
         client.close()
         fresh = SipClient(server.port, "tcp")
         fresh.send(options(fresh.local_port, "after-too-big", "TCP"))
@@ -81,7 +84,63 @@ def test_ipv4_and_ipv6_listeners(tmp_path: Path) -> None:
                 client = SipClient(server.port, transport, host)
                 call_id = f"v6-{host.replace(':', 'x')}-{transport}"
                 client.send(options(client.local_port, call_id, transport.upper()))
-                assert status_of(client.receive()) == 200, (host, transport)
+                answer = check_response(parse_datagram(client.receive() or b""))
+                assert answer.status == 200, (host, transport)
+                assert answer.top_via is not None
+                if host == "::1":  # our received= for an IPv6 source reads back
+                    assert answer.top_via.params.get("received") == "::1"
                 client.close()
     finally:
         server.stop()
+
+
+def test_pipelined_requests_on_one_tcp_connection(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    try:
+        client = SipClient(server.port, "tcp")
+        burst = b"".join(options(client.local_port, f"burst-{i}", "TCP") for i in range(300))
+        client.send(burst)
+        answers = [client.receive() for _ in range(300)]
+        assert [status_of(a) for a in answers] == [200] * 300
+        client.close()
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert "Traceback" not in log and "RecursionError" not in log
+
+
+def test_udp_answers_leave_from_the_address_the_request_reached(tmp_path: Path) -> None:
+    probe = ServerProcess(tmp_path)
+    probe.sip_overrides = {"listen": [f"127.0.0.1:{probe.port}", f"127.0.0.2:{probe.port}"],
+                           "transports": ["udp"]}
+    server = probe.start()
+    try:
+        for host in ("127.0.0.1", "127.0.0.2"):
+            client = SipClient(server.port, "udp")
+            client.sock.sendto(options(client.local_port, f"from-{host}"), (host, server.port))
+            _, source = client.sock.recvfrom(65535)
+            assert source == (host, server.port)
+            client.close()
+    finally:
+        server.stop()
+
+
+def test_debug_trace_hides_digest_responses(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    try:
+        client = SipClient(server.port, "udp")
+        secret = "0123456789abcdef0123456789abcdef"
+        register = options(client.local_port, "trace").replace(
+            b"OPTIONS sip:softswitch.test", b"REGISTER sip:softswitch.test").replace(
+            b"CSeq: 1 OPTIONS", b"CSeq: 1 REGISTER").replace(
+            b"To: <sip:softswitch.test>", b"To: <sip:09011110001@softswitch.test>").replace(
+            b"Content-Length: 0", b'Authorization: Digest username="09011110001", '
+            b'realm="softswitch.test", nonce="n", uri="sip:softswitch.test", '
+            b'response="' + secret.encode() + b'"\r\nContent-Length: 0')
+        client.send(register)
+        assert status_of(client.receive()) in (401, 403)
+        client.close()
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert "SIP from udp" in log and secret not in log

@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
     process = ServerProcess(Path(tmp_path_factory.mktemp("rfc4475"))).start()
     yield process  # type: ignore[misc]
     assert process.stop() == 0
+    assert "Traceback" not in process.log_text()  # every message handled, none crashed
 
 
 def test_expectations_cover_the_corpus() -> None:

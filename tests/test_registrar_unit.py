@@ -1,0 +1,179 @@
+"""The registrar's decisions against an in-memory store that can fail: what is answered,
+and what the bindings in memory are, before and after the store commits."""
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from softswitch.config import RegistrarConfig
+from softswitch.sip.digest import DigestAuthenticator, authorization, ha1, parse_digest
+from softswitch.sip.events import Peer
+from softswitch.sip.message import Response
+from softswitch.sip.parser import check_request, parse_datagram
+from softswitch.store.store import BindingRow, SubscriberCredentials
+from softswitch.switch.registrar import BindingWriter, Registrar
+
+REALM = "softswitch.test"
+NUMBER = "09011110001"
+PEER = Peer("udp", "127.0.0.1", 5999)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[BindingRow]] = {}
+        self.fail = False
+        self.commits = 0
+
+    async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
+        await asyncio.sleep(0)
+        if self.fail:
+            raise OSError("disk gone")
+        self.commits += 1
+        for aor, rows in changes.items():
+            self.rows[aor] = list(rows)
+
+
+def make_registrar(store: MemoryStore, clock: list[float]) -> Registrar:
+    credentials = {NUMBER: SubscriberCredentials(
+        NUMBER, "voice", "D", ha1("MD5", NUMBER, REALM, "pw"), ha1("SHA-256", NUMBER, REALM, "pw")),
+        "07033330004": SubscriberCredentials("07033330004", "data", "D", "", "")}
+    return Registrar(
+        config=RegistrarConfig(min_expires=60, max_expires=3600, default_expires=600),
+        domain=REALM, authenticator=DigestAuthenticator(REALM, b"k" * 32, 300, ("MD5",)),
+        credentials=credentials, writer=BindingWriter(store, window=0.001),  # type: ignore[arg-type]
+        clock=lambda: clock[0])
+
+
+class Client:
+    def __init__(self, registrar: Registrar, number: str = NUMBER, password: str = "pw") -> None:
+        self.registrar, self.number, self.password = registrar, number, password
+        self.call_id, self.cseq, self.nc, self.challenge = uuid.uuid4().hex, 0, 0, None
+
+    def send(self, contacts: list[str], expires: int | None = 600) -> "asyncio.Future[Response]":
+        self.cseq += 1
+        lines = [f"REGISTER sip:{REALM} SIP/2.0",
+                 f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{uuid.uuid4().hex}",
+                 f"From: <sip:{self.number}@{REALM}>;tag=f", f"To: <sip:{self.number}@{REALM}>",
+                 f"Call-ID: {self.call_id}", f"CSeq: {self.cseq} REGISTER"]
+        lines += [f"Contact: {c}" for c in contacts]
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        if self.challenge is not None:
+            self.nc += 1
+            lines.append("Authorization: " + authorization(
+                self.challenge, "REGISTER", f"sip:{REALM}", self.number, self.password, "c",
+                self.nc))
+        raw = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        request = check_request(parse_datagram(raw))
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.registrar.register(request, PEER, "tag", answer.set_result)
+        return answer
+
+    async def register(self, contacts: list[str], expires: int | None = 600) -> Response:
+        first = await self.send(contacts, expires)
+        if first.status != 401:
+            return first
+        self.challenge = parse_digest(first.get_all("www-authenticate")[0])
+        return await self.send(contacts, expires)
+
+
+async def test_200_only_after_commit_and_memory_follows_the_store() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    client = Client(registrar)
+    first = await client.send(["<sip:a@127.0.0.1:5999>"])
+    assert first.status == 401 and store.commits == 0
+    client.challenge = parse_digest(first.get_all("www-authenticate")[0])
+    pending = client.send(["<sip:a@127.0.0.1:5999>"])
+    assert not pending.done() and registrar.contacts(NUMBER) == []  # not before the commit
+    ok = await pending
+    assert ok.status == 200 and store.commits == 1
+    assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:a@127.0.0.1:5999"]
+    assert [r.contact for r in store.rows[NUMBER]] == ["sip:a@127.0.0.1:5999"]
+
+
+async def test_a_failed_write_answers_500_and_changes_nothing() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    client = Client(registrar)
+    assert (await client.register(["<sip:a@127.0.0.1:5999>"])).status == 200
+    store.fail = True
+    removal = await client.send(["<sip:a@127.0.0.1:5999>"], expires=0)
+    assert removal.status == 500 and removal.get("retry-after") == "5"
+    assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:a@127.0.0.1:5999"]
+    added = await client.send(["<sip:b@127.0.0.1:5998>"])
+    assert added.status == 500
+    assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:a@127.0.0.1:5999"]
+    store.fail = False
+    query = await client.send([], expires=None)
+    assert [str(c.uri) for c in query.contacts] == ["sip:a@127.0.0.1:5999"]
+
+
+async def test_two_registers_in_one_batch_build_on_each_other() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    client = Client(registrar)
+    assert (await client.register(["<sip:a@127.0.0.1:1>"])).status == 200
+    second, third = client.send(["<sip:b@127.0.0.1:2>"]), client.send(["<sip:c@127.0.0.1:3>"])
+    query = client.send([], expires=None)  # answered after the pending writes, not before
+    answers = await asyncio.gather(second, third, query)
+    assert [a.status for a in answers] == [200, 200, 200]
+    expected = {"sip:a@127.0.0.1:1", "sip:b@127.0.0.1:2", "sip:c@127.0.0.1:3"}
+    assert {str(c.uri) for c in answers[2].contacts} == expected
+    assert {r.contact for r in store.rows[NUMBER]} == expected
+
+
+async def test_rfc3261_rules() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    client = Client(registrar)
+    assert (await client.register(["<sip:a@127.0.0.1:1>"])).status == 200
+    client.cseq -= 1  # the same Call-ID with an old CSeq: out of order (§10.3 step 7)
+    assert (await client.send(["<sip:a@127.0.0.1:1>"])).status == 500
+    client.cseq += 5
+    too_many = [f"<sip:x{i}@127.0.0.1:{i + 10}>" for i in range(10)]
+    assert (await client.send(too_many)).status == 403
+    assert len(registrar.contacts(NUMBER)) == 1
+    brief = await client.send(["<sip:a@127.0.0.1:1>;expires=30"])
+    assert brief.status == 423 and brief.get("min-expires") == "60"
+    stale_star = await client.send(["*"], expires=0)
+    assert stale_star.status == 200 and registrar.contacts(NUMBER) == []
+
+
+async def test_data_sim_and_unknown_numbers_are_challenged_then_refused() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    for number in ("07033330004", "09099990000"):
+        client = Client(registrar, number, "")
+        first = await client.send(["<sip:x@127.0.0.1:1>"])
+        assert first.status == 401  # the same first answer as for a real subscriber
+        client.challenge = parse_digest(first.get_all("www-authenticate")[0])
+        assert (await client.send(["<sip:x@127.0.0.1:1>"])).status == 403
+    assert store.commits == 0
+
+
+async def test_sweep_removes_expired_bindings_from_memory_and_store() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    registrar = make_registrar(store, clock)
+    client = Client(registrar)
+    assert (await client.register(["<sip:a@127.0.0.1:1>;expires=60",
+                                   "<sip:b@127.0.0.1:2>;expires=600"])).status == 200
+    clock[0] += 61
+    assert await registrar.sweep() == 1
+    assert [r.contact for r in store.rows[NUMBER]] == ["sip:b@127.0.0.1:2"]
+    assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:b@127.0.0.1:2"]
+
+
+async def test_a_hung_store_times_out_with_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    from softswitch.switch import registrar as module
+
+    class HungStore(MemoryStore):
+        async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(module, "STORE_WRITE_TIMEOUT", 0.05)
+    registrar = make_registrar(HungStore(), [1000.0])
+    assert (await Client(registrar).register(["<sip:a@127.0.0.1:1>"])).status == 500
+    await registrar.writer.drain()
