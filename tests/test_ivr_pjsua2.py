@@ -121,11 +121,12 @@ def envelope_peaks(recording: list[float], prompt: list[float]) -> list[int]:
 
 
 def chunk_scores(recording: Samples, prompt: Samples, start: int) -> list[float]:
-    """The prompt's voiced chunks compared with the recording from `start` on, each chunk
-    re-aligned within `DRIFT` samples of where the previous one matched best."""
+    """The prompt's voiced chunks compared with the recording from about `start` on: the
+    first aligned within a block of `start`, each next one within `DRIFT` samples of where
+    the previous one matched best (searched only when it does not match where expected)."""
     size = min(CHUNK, len(prompt))
     scores: list[float] = []
-    slip = 0
+    slip, reach = 0, BLOCK
     for offset in range(0, len(prompt) - size + 1, size):
         chunk = prompt[offset:offset + size]
         if math.sqrt(sum(map(operator.mul, chunk, chunk)) / size) < VOICED_RMS:
@@ -137,30 +138,23 @@ def chunk_scores(recording: Samples, prompt: Samples, start: int) -> list[float]
                 return 0.0
             return similarity(recording[begin:begin + size], chunk)
 
-        best = at(slip)
+        best = at(slip) if reach == DRIFT else 0.0
         if best < MATCHED:
-            best, slip = max((at(shift), shift) for shift in range(slip - DRIFT, slip + DRIFT + 1))
+            best, slip = max((at(shift), shift) for shift in range(slip - reach, slip + reach + 1))
+        reach = DRIFT
         scores.append(best)
     return scores
 
 
 def find_prompt(recording: Samples, prompt: Samples) -> Found:
     """Where in `recording` `prompt` was heard best, and how well (see the comment above)."""
-    if len(recording) < len(prompt):
-        return Found(0.0, 0.0)
     best = Found(0.0, 0.0)
+    if len(recording) < len(prompt):
+        return best
     for peak in envelope_peaks(envelope(recording), envelope(prompt)):
-        for start in range(peak * BLOCK - BLOCK, peak * BLOCK + BLOCK + 1):
-            if start < 0 or start + CHUNK > len(recording):
-                continue
-            head = min(CHUNK, len(prompt))
-            if similarity(recording[start:start + head], prompt[:head]) < MATCHED / 2:
-                continue  # the first chunk does not line up here; saves comparing the rest
-            scores = chunk_scores(recording, prompt, start)
-            found = Found(median(scores) if scores else 0.0, start / SAMPLE_RATE)
-            best = max(best, found, key=lambda f: f.score)
-        if best.score == 0.0:  # nothing lined up at this peak: keep its envelope position
-            pass
+        scores = chunk_scores(recording, prompt, peak * BLOCK)
+        found = Found(median(scores) if scores else 0.0, peak * BLOCK / SAMPLE_RATE)
+        best = max(best, found, key=lambda f: f.score)
     return best
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from softswitch.config import Config, parse_config
-from softswitch.services.pin_hash import hash_secret, verify_secret
+from softswitch.credentials import hash_secret, verify_secret
 from softswitch.store.provisioning import ProvisioningError, ProvisionSummary
 from softswitch.store.schema import (
     blocklist,

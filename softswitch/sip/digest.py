@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from softswitch.credentials import digest_ha1 as ha1
 from softswitch.sip.abnf import TOKEN_CHARS, quote
 
 _HASHES: Mapping[str, Callable[[bytes], "hashlib._Hash"]] = {
@@ -123,11 +124,6 @@ def parse_digest(value: str) -> DigestParams | None:
 
 def _hex_hash(algorithm: str, text: str) -> str:
     return _HASHES[algorithm](text.encode("utf-8")).hexdigest()
-
-
-def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    """H(username:realm:password), what the subscriber store keeps per algorithm."""
-    return _hex_hash(algorithm, f"{username}:{realm}:{password}")
 
 
 def _response(

@@ -262,11 +262,3 @@ def parse_via_by_grammar(value: str) -> Via:
         raise HeaderError(f"bad Via sent-by: {error}") from None
     return Via(transport.upper(), host, port, parse_params(param_text), f"{name}/{version}")
 
-
-def contact_is_star(value: str) -> bool:
-    return value.strip() == "*"
-
-
-def aor_of(name_addr: NameAddr) -> SipUri | None:
-    uri = name_addr.uri
-    return uri if isinstance(uri, SipUri) else None

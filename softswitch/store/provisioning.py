@@ -10,15 +10,14 @@ Planning (which hashes argon2, slow on purpose) is a plain function run in a wor
 thread; applying the plan is one short transaction.
 """
 
-import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, Table
 
 from softswitch.config import Config, Subscriber
-from softswitch.services.pin_hash import hash_secret, verify_secret
+from softswitch.credentials import digest_ha1, hash_secret, verify_secret
 from softswitch.store.schema import (
     SUBSCRIBER_STATE_TABLES,
     pins,
@@ -68,13 +67,6 @@ class ProvisioningPlan:
     changed_subscribers: list[dict[str, Any]]  # 'number' plus every provisioned column
     changing_logins: list[str]  # numbers of changed subscribers whose mio_id or email changes
     state_rows: dict[Table, list[dict[str, Any]]]  # missing default state rows per table
-
-
-def digest_ha1(
-    hash_function: Callable[[bytes], Any], number: str, realm: str, password: str
-) -> str:
-    """HA1 = H(username:realm:password) of RFC 7616, with the subscriber number as username."""
-    return str(hash_function(f"{number}:{realm}:{password}".encode()).hexdigest())
 
 
 def plan_provisioning(
@@ -141,10 +133,10 @@ def _provisioned_values(subscriber: Subscriber, realm: str, old: Row[Any] | None
         "line": subscriber.line,
         "sip_ha1_md5": None
         if password is None
-        else digest_ha1(hashlib.md5, subscriber.number, realm, password),
+        else digest_ha1("MD5", subscriber.number, realm, password),
         "sip_ha1_sha256": None
         if password is None
-        else digest_ha1(hashlib.sha256, subscriber.number, realm, password),
+        else digest_ha1("SHA-256", subscriber.number, realm, password),
         "mio_id": subscriber.mio_id,
         "email": subscriber.email,
         "portal_password_hash": _portal_password_hash(subscriber.portal_password, old),

@@ -1,4 +1,6 @@
-"""Salted slow hashes (argon2id) for network PINs and portal passwords.
+"""How secrets are kept: salted slow hashes (argon2id) for network PINs and portal
+passwords, digest HA1s for SIP passwords. A bottom-layer module: the store hashes at
+provisioning, the services verify, the SIP digest code computes with HA1s.
 
 Parameters are OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 30 ms per
 hash here, so a PIN check does not stall a call, and many checks at once do not
@@ -6,6 +8,8 @@ exhaust memory. The parameters live in each hash, so changing them later still
 verifies old hashes. argon2's comparison is constant-time. Hashing blocks the CPU:
 call these from a worker thread (asyncio.to_thread) on a busy event loop.
 """
+
+import hashlib
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,3 +28,12 @@ def verify_secret(secret: str, secret_hash: str) -> bool:
         return _HASHER.verify(secret_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_DIGEST_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def digest_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """HA1 = H(username:realm:password) of RFC 7616 for 'MD5' or 'SHA-256': what the store
+    keeps instead of the SIP password."""
+    return _DIGEST_HASHES[algorithm](f"{username}:{realm}:{password}".encode()).hexdigest()
