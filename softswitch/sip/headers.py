@@ -261,4 +261,3 @@ def parse_via_by_grammar(value: str) -> Via:
     except UriError as error:
         raise HeaderError(f"bad Via sent-by: {error}") from None
     return Via(transport.upper(), host, port, parse_params(param_text), f"{name}/{version}")
-
