@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .numbering import normalise_number
 
 EXIT_CONFIG = 2
@@ -47,13 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_server(config)
-    except OSError as error:
-        print(f"softswitch: cannot listen: {error}", file=sys.stderr)
+    except OSError as error:  # a port taken, a store directory we may not write ...
+        print(f"softswitch: cannot start: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _show(config: object, number_text: str) -> int:
+def _show(config: Config, number_text: str) -> int:
     from .store.store import Store
 
     try:
@@ -63,7 +63,7 @@ def _show(config: object, number_text: str) -> int:
         return 1
 
     async def read() -> dict[str, object] | None:
-        store = await Store.open(config.store.url)  # type: ignore[attr-defined]
+        store = await Store.open(config.store.url)
         try:
             return await store.subscriber_state(number)
         finally:
