@@ -92,6 +92,8 @@ class ServerProcess:
         deadline = time.monotonic() + 30
         while stdout_path.read_text().count("listening on") < 2:
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()  # never leave a half-started server behind
+                self.process.wait(timeout=10)
                 raise RuntimeError(f"softswitch did not start:\n{self.log_text()[-3000:]}")
             time.sleep(0.05)
         return self
