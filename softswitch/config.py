@@ -3,8 +3,10 @@
 Every mistake in the file becomes a ConfigError that names the file, the field path,
 the problem and, when known, the line:
 
-    config/softswitch.yaml: subscribers[2].network_pin: must be exactly 4 digits, got '12a4'
-        (line 41)
+    config/softswitch.yaml: subscribers[2].sim: must be 'voice' or 'data', got 'vocie'
+        (line 38)
+
+Secrets are never quoted back: a bad PIN or password is named by its field only.
 
 Unknown keys are errors, so a misspelt key never silently falls back to its default.
 Relative paths (the SQLite file in store.url, services.voicemail.audio_dir,
@@ -316,7 +318,12 @@ def _to_node(loader: _Loader, node: yaml.Node, path: str) -> _Node:
             None,
         )
     text = node.value if isinstance(node, yaml.ScalarNode) and node.style is None else None
-    return _Node(loader.construct_object(node), line, text)
+    try:
+        value = loader.construct_object(node)
+    except (ValueError, TypeError, KeyError, AttributeError):  # a tag that does not fit: !!int x
+        # PyYAML's message would quote the value, which may be a PIN.
+        raise _Invalid(path, f"is not a valid {node.tag.rsplit(':', 1)[-1]}", line) from None
+    return _Node(value, line, text)
 
 
 def _join(path: str, key: str) -> str:
@@ -439,17 +446,22 @@ def _choice_list(*options: str) -> Parser:
     return parse
 
 
-def _digits(count: int | tuple[int, int]) -> Parser:
+def _digits(count: int | tuple[int, int], *, secret: bool = False) -> Parser:
+    """Decimal digits. A `secret` (a PIN) is not quoted back: errors reach terminals and logs."""
     low, high = (count, count) if isinstance(count, int) else count
     size = f"exactly {low}" if low == high else f"{low} to {high}"
 
     def parse(node: _Node, path: str) -> str:
         text = _scalar_text(node, path).strip()
         if not (text.isascii() and text.isdigit() and low <= len(text) <= high):
-            raise _Invalid(path, f"must be {size} digits, got {text!r}", node.line)
+            got = "" if secret else f", got {text!r}"
+            raise _Invalid(path, f"must be {size} digits{got}", node.line)
         return text
 
     return parse
+
+
+_pin = _digits(4, secret=True)
 
 
 def _phone_number(node: _Node, path: str) -> str:
@@ -670,7 +682,7 @@ def _read_store(node: _Node, path: str) -> StoreConfig:
 
 def _read_pin(node: _Node, path: str) -> PinConfig:
     values = _Mapping.of(node, path).parse(
-        {"default": _digits(4), "max_failures": _integer(1, 100), "throttle": _read_pin_throttle}
+        {"default": _pin, "max_failures": _integer(1, 100), "throttle": _read_pin_throttle}
     )
     return PinConfig(**values)
 
@@ -783,7 +795,7 @@ def _read_subscriber(node: _Node, path: str) -> _SubscriberEntry:
             "birth_date": _birth_date,
             "iccid": _digits((19, 20)),
             "postal_address": _text,
-            "network_pin": _digits(4),
+            "network_pin": _pin,
             "options": _read_subscriber_options,
         },
         required={"number", "sim", "line"},

@@ -276,7 +276,7 @@ def test_the_error_names_file_field_problem_and_line(tmp_path: Path) -> None:
         load_config(path)
     error = caught.value
     assert str(error) == (
-        f"{path}: subscribers[2].network_pin: must be exactly 4 digits, got '12a4' (line 10)"
+        f"{path}: subscribers[2].network_pin: must be exactly 4 digits (line 10)"
     )
     assert (error.file, error.field, error.line) == (str(path), "subscribers[2].network_pin", 10)
 
@@ -513,3 +513,28 @@ def test_a_missing_prompts_dir_is_refused(tmp_path: Path) -> None:
 def test_parse_config_names_the_given_source() -> None:
     with pytest.raises(ConfigError, match=r"^inline: sip.domain: must be a domain name"):
         parse_config("sip: {domain: 'not a domain'}", "inline")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "problem"),
+    [
+        pytest.param(VOICE_SUBSCRIBER + "    network_pin: 12a4\n", "subscribers[0].network_pin",
+                     "must be exactly 4 digits", id="network_pin"),
+        pytest.param(VOICE_SUBSCRIBER + "    network_pin: '12a4'\n", "subscribers[0].network_pin",
+                     "must be exactly 4 digits", id="network_pin-quoted"),
+        pytest.param("pin:\n  default: 12a4\n", "pin.default", "must be exactly 4 digits",
+                     id="pin.default"),
+        pytest.param("pin:\n  default: !!int 12a4\n", "pin.default", "is not a valid int",
+                     id="pin.default-int-tag"),
+        pytest.param(VOICE_SUBSCRIBER + "    network_pin: !!float 12a4\n",
+                     "subscribers[0].network_pin", "is not a valid float",
+                     id="network_pin-float-tag"),
+    ],
+)
+def test_a_bad_pin_is_never_quoted_in_the_error(
+    tmp_path: Path, text: str, field: str, problem: str
+) -> None:
+    error = error_of(tmp_path, "sip: {domain: x.test}\n" + text)
+    assert (error.field, error.problem) == (field, problem)
+    for shown in (str(error), repr(error), *map(str, error.args)):
+        assert "12a4" not in shown

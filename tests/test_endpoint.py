@@ -465,3 +465,77 @@ def test_a_retransmission_is_answered_where_it_came_from() -> None:
     assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [rebound]
     endpoint.receive_stream(request_bytes("INVITE"), TCP, 0.7)  # same branch, over TCP
     assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [TCP]
+
+
+# Numbers a reader must refuse: digits that are not ASCII (superscript two, Arabic-Indic one,
+# full-width five: str.isdigit() is True for all, int() reads two of them) and 5,000-digit
+# numbers (past int()'s 4,300-digit limit, let alone the headers' maxima).
+HOSTILE_NUMBERS = {"superscript": "²", "arabic-indic": "١", "full-width": "５",
+                   "5000-digits": "7" * 5000, "5000-digits-leading-1": "1" + "0" * 4999}
+
+
+def _with_number(field: str, number: str, call_id: str) -> bytes:
+    """An OPTIONS with `number` as the value of `field`; the body makes a Content-Length read
+    as 1 or 5 look plausible."""
+    data = request_bytes("OPTIONS", branch=f"z9hG4bK{call_id}", call_id=call_id)
+    if field == "CSeq":
+        return data.replace(b"CSeq: 1 OPTIONS", f"CSeq: {number} OPTIONS".encode())
+    if field == "Max-Forwards":
+        return data.replace(b"Max-Forwards: 70", f"Max-Forwards: {number}".encode())
+    if field == "Expires":
+        return data.replace(b"Content-Length: 0", f"Expires: {number}\r\nContent-Length: 0"
+                            .encode())
+    assert field == "Content-Length"
+    return data.replace(b"Content-Length: 0\r\n\r\n",
+                        f"Content-Length: {number}\r\n\r\n".encode() + b"0123456789")
+
+
+def _answers_by_call_id(endpoint: SipEndpoint, now: float) -> dict[str, list[int]]:
+    """Answer every request that reached the TU 200, then gather what was sent, per Call-ID."""
+    for event in events(endpoint):
+        assert isinstance(event, RequestReceived) and event.transaction is not None
+        answer(endpoint, event.transaction, 200, now)
+    answers: dict[str, list[int]] = {}
+    for output in endpoint.outputs():
+        if isinstance(output, Transmit):
+            response = parsed_response(output.data)
+            answers.setdefault(response.call_id or "", []).append(response.status)
+    return answers
+
+
+@pytest.mark.parametrize("field", ["CSeq", "Content-Length", "Max-Forwards", "Expires"])
+def test_hostile_numbers_are_answered_400_once_and_never_raise(field: str) -> None:
+    endpoint = SipEndpoint()
+    for index, (name, number) in enumerate(HOSTILE_NUMBERS.items()):
+        call_id = f"{field}-{name}"
+        endpoint.receive_datagram(_with_number(field, number, call_id), NAT, 0.0)
+        assert _answers_by_call_id(endpoint, 0.0) == {call_id: [400]}, "over UDP"
+        tcp = Peer("tcp", "192.0.2.1", 5060, connection=100 + index)
+        endpoint.receive_stream(_with_number(field, number, call_id + "-tcp"), tcp, 0.0)
+        assert _answers_by_call_id(endpoint, 0.0) == {call_id + "-tcp": [400]}, "over TCP"
+    endpoint.handle_timer(1000.0)
+    assert endpoint.stats.transactions == 0 and endpoint.stats.rejected == 10
+
+
+def test_300_pipelined_options_in_one_read_are_each_answered_once() -> None:
+    """One receive_stream call with 300 OPTIONS, every fourth with a hostile CSeq,
+    Max-Forwards or Expires (a bad Content-Length would end the stream: tested above), and
+    keep-alive CRLFs between some: each is answered exactly once, on the same connection."""
+    fields = ["CSeq", "Max-Forwards", "Expires"]
+    numbers = list(HOSTILE_NUMBERS.values())
+    stream, expected = [], {}
+    for i in range(300):
+        call_id = f"pipelined-{i}"
+        if i % 4 == 3:
+            stream.append(_with_number(fields[i % 3], numbers[i % len(numbers)], call_id))
+            expected[call_id] = [400]
+        else:
+            stream.append(request_bytes("OPTIONS", branch=f"z9hG4bKp{i}", call_id=call_id))
+            expected[call_id] = [200]
+        if i % 10 == 0:
+            stream.append(b"\r\n\r\n")
+    endpoint = SipEndpoint()
+    endpoint.receive_stream(b"".join(stream), TCP, 0.0)
+    assert _answers_by_call_id(endpoint, 0.0) == expected
+    assert endpoint.stats.received == 300 and endpoint.stats.rejected == 75
+    assert endpoint.stats.transactions == 0  # TCP: timer J is zero

@@ -239,3 +239,63 @@ def test_fast_paths_agree_with_the_grammar() -> None:
                     except (HeaderError, UriError) as error:
                         outcomes.append(type(error).__name__)
                 assert outcomes[0] == outcomes[1], sample
+
+
+def _large_message(call_id: str, header_bytes: int, body_bytes: int) -> bytes:
+    """A MESSAGE with about `header_bytes` of headers (padded with X- headers) and a body."""
+    head = (f"MESSAGE sip:bob@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK{call_id}\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\n"
+            f"To: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\n"
+            "Content-Type: text/plain\r\n")
+    padding = [f"X-Padding-{i}: {'p' * 60}\r\n" for i in range((header_bytes - len(head)) // 78)]
+    body = bytes(ord("a") + i % 26 for i in range(body_bytes))
+    return (head + "".join(padding) + f"Content-Length: {body_bytes}\r\n\r\n").encode() + body
+
+
+def test_a_trickled_large_message_is_framed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer sending one byte per read: the head is split (parsed) once per message, not
+    again on every read while the body comes in; the end of the headers is found even though
+    its CRLFCRLF arrives in four reads."""
+    from softswitch.sip import parser
+
+    splits: list[int] = []
+    real_split_head = parser._split_head
+
+    def counting_split_head(head: bytes) -> tuple[str, list[tuple[str, str]], object]:
+        splits.append(len(head))
+        return real_split_head(head)  # type: ignore[return-value]
+
+    monkeypatch.setattr(parser, "_split_head", counting_split_head)
+    big = _large_message("big-1", 16000, 48000)
+    small = _large_message("small-2", 300, 10)
+    stream = big + b"\r\n" + small  # a keep-alive CRLF between them
+    framer = StreamFramer()
+    got = []
+    for i in range(len(stream)):
+        got += framer.feed(stream[i:i + 1])
+    assert [p.message.call_id for p in got] == ["big-1", "small-2"]
+    assert [p.defect for p in got] == [None, None]
+    first = got[0].message
+    assert first.body == big[-48000:] and got[1].message.body == b"abcdefghij"
+    assert splits == [big.index(b"\r\n\r\n"), small.index(b"\r\n\r\n")]
+    assert framer.pending == 0
+    assert len(first.headers) == 210 and first.get("content-length") == "48000"
+    assert first.headers == parse_datagram(big).message.headers
+
+
+def test_a_trickled_message_is_framed_as_a_whole_one_is() -> None:
+    """Byte by byte or in one piece, bare-LF line ends included: the same messages."""
+    stream = b"".join([
+        rfc4475_message("esc01"), b"\r\n\r\n", _large_message("m-2", 2000, 300),
+        b"OPTIONS sip:a@example.com SIP/2.0\nVia: SIP/2.0/TCP h;branch=z9hG4bKlf\n"
+        b"Call-ID: lf-3\nContent-Length: 4\n\nbody",
+    ])
+    whole = StreamFramer().feed(stream)
+    framer = StreamFramer()
+    trickled = [p for i in range(len(stream)) for p in framer.feed(stream[i:i + 1])]
+    assert [p.message.call_id for p in whole] == ["esc01.239409asdfakjkn23onasd0-3234", "m-2",
+                                                  "lf-3"]
+    assert [(p.message.to_bytes(), p.message.body) for p in trickled] == \
+        [(p.message.to_bytes(), p.message.body) for p in whole]
+    assert whole[2].message.body == b"body" and framer.pending == 0

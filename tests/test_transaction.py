@@ -501,3 +501,76 @@ def test_client_transaction_is_keyed_by_branch_and_method() -> None:
     assert transaction.branch.startswith("z9hG4bK") and len(transaction.branch) == 23
     with pytest.raises(ValueError):
         endpoint.send_request(new_request("ACK"), SERVER, 0.0)
+
+
+# ---- memory: what a finished transaction keeps ------------------------------------------------
+def test_completed_non_invite_server_keeps_neither_request_nor_response(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In Completed (timer J, 32 s) only the response's bytes and what names the request are
+    kept: the Request and Response objects can be collected, and the transaction still
+    resends, still keys §8.2.2.2 merging, and still ends cleanly."""
+    import gc
+    import weakref
+
+    from softswitch.sip import endpoint as endpoint_module
+    from softswitch.sip.message import Response
+    from softswitch.sip.parser import Parsed
+
+    class TraceableRequest(Request):  # unlike Request (slots), can be weakly referenced
+        pass
+
+    class TraceableResponse(Response):
+        pass
+
+    def traceable_parse(data: bytes) -> Parsed:
+        parsed = parse_datagram(data)
+        message = parsed.message
+        assert isinstance(message, Request)
+        parsed.message = TraceableRequest(headers=message.headers, body=message.body,
+                                          method=message.method, uri=message.uri)
+        return parsed
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", traceable_parse)
+    endpoint = SipEndpoint()
+    register = request_bytes("REGISTER", extra="Content-Type: text/plain\r\n"
+                             ).replace(b"Content-Length: 0\r\n\r\n",
+                                       b"Content-Length: 4\r\n\r\nbody")
+    transaction = server_transaction(endpoint, register, 0.0)
+    request = transaction.request
+    assert isinstance(request, TraceableRequest) and request.body == b"body"
+    plain = make_response(request, 401, to_tag=transaction.to_tag)
+    response = TraceableResponse(headers=plain.headers, status=401, reason="Unauthorized")
+    request_ref, response_ref = weakref.ref(request), weakref.ref(response)
+    endpoint.respond(transaction, response, 0.1)
+    (answer_bytes,) = sent(endpoint)
+    assert transaction.state is State.COMPLETED
+    del request, response, plain
+    gc.collect()
+    assert request_ref() is None and response_ref() is None
+    # What it kept: the naming headers, the method, and the bytes to resend.
+    assert transaction.method == "REGISTER" and transaction.request.body == b""
+    assert [key for key, _ in transaction.request.headers] == ["via", "from", "to", "call-id",
+                                                               "cseq"]
+    assert transaction.last_response is not None and transaction.last_response.status == 401
+    endpoint.receive_datagram(register, UDP, 1.0)
+    assert sent(endpoint) == [answer_bytes]
+    # A copy by another path is still merged (482) until J, and is new after it (the merge
+    # entry was found and removed through the kept headers).
+    other_path = register.replace(b"z9hG4bKclient1", b"z9hG4bKpath2")
+    endpoint.receive_datagram(other_path, UDP, 2.0)
+    assert first_lines(endpoint) == ["SIP/2.0 482 Loop Detected"]
+    run(endpoint, 100.0)
+    assert transaction.state is State.TERMINATED and endpoint.stats.transactions == 0
+    endpoint.receive_datagram(other_path.replace(b"z9hG4bKpath2", b"z9hG4bKpath3"), UDP, 101.0)
+    assert [type(e) for e in events(endpoint)] == [RequestReceived]
+
+
+def test_invite_server_keeps_its_request_until_it_ends() -> None:
+    """The switch reads an INVITE transaction's request after the final answer (a 200
+    racing a CANCEL's 487 is built from it): it is kept whole until the transaction ends."""
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    request = transaction.request
+    answer(endpoint, transaction, 487, 0.1)
+    assert transaction.state is State.COMPLETED and transaction.request is request
+    assert transaction.request.get("contact") == "<sip:alice@192.0.2.10:5060>"

@@ -155,7 +155,7 @@ def _content_length(headers: HeaderList) -> tuple[int | None, BadMessage | None]
     if len(values) > 1:
         return None, BadMessage(400, "multiple Content-Length values")
     text = values[0]
-    if not text.isdigit() or len(text) > MAX_CONTENT_LENGTH_DIGITS:
+    if not abnf.is_number(text, MAX_CONTENT_LENGTH_DIGITS):
         return None, BadMessage(400, "bad Content-Length")
     return int(text), None
 
@@ -166,11 +166,18 @@ class StreamFramer:
     `feed` returns complete messages; `FramingError` means the stream cannot be resynchronised
     (the connection should be answered if possible and closed). Messages complete before a
     bad one are returned first; the next `feed` (of b"" if need be) raises.
+
+    A peer may trickle a message a byte at a time, so each byte is looked at a bounded number
+    of times: the search for the end of the headers resumes where the last one stopped, and a
+    framed head is kept (`_head`) until its body is complete instead of being parsed again.
     """
 
     def __init__(self, max_message_size: int = 65535) -> None:
         self.max_message_size = max_message_size
         self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer searched for the end of the headers in vain
+        # The framed head of the message whose body is awaited: (body start, total, parsed).
+        self._head: tuple[int, int, Parsed | None] | None = None
 
     def feed(self, data: bytes) -> list[Parsed]:
         self._buffer += data
@@ -185,37 +192,64 @@ class StreamFramer:
 
     def _frame(self, messages: list[Parsed]) -> None:
         while True:
-            # Keep-alive CRLFs (RFC 5626 §3.5.1) between messages are skipped.
-            strip = 0
-            while strip < len(self._buffer) and self._buffer[strip] in b"\r\n":
-                strip += 1
-            if strip:
-                del self._buffer[:strip]
-            end, sep = _header_end(bytes(self._buffer[:MAX_HEADER_BYTES + 4]))
-            if end < 0:
-                if len(self._buffer) > MAX_HEADER_BYTES:
-                    raise FramingError(513, "header section too large")
-                return
-            start, headers, head_defect = _split_head(bytes(self._buffer[:end]))
-            try:
-                parsed: Parsed | None = _with_start_line(start, headers, head_defect)
-            except Unparseable:
-                if not (start.startswith("SIP/") or " SIP/" in start):
-                    raise  # not SIP at all: the connection goes
-                parsed = None  # a broken SIP start line (RFC 4475 bigcode): skipped, stream kept
-            length, defect = _content_length(headers)
-            if defect is not None:
-                raise FramingError(400, defect.reason, parsed)
-            length = length or 0
-            if end + sep + length > self.max_message_size:
-                raise FramingError(513, "message too large", parsed)
-            total = end + sep + length
+            head = self._head or self._read_head()
+            if head is None:
+                return  # wait for the end of the headers
+            body_start, total, parsed = head
             if len(self._buffer) < total:
+                self._head = head
                 return  # wait for the rest of the body
             if parsed is not None:
-                parsed.message.body = bytes(self._buffer[end + sep:total])
+                parsed.message.body = bytes(self._buffer[body_start:total])
                 messages.append(parsed)
             del self._buffer[:total]
+            self._head = None
+            self._scanned = 0
+
+    def _read_head(self) -> tuple[int, int, Parsed | None] | None:
+        """Frame the next message's head: (body start, total length, parsed or None for a
+        broken SIP start line, skipped); None while the end of the headers has not arrived."""
+        # Keep-alive CRLFs (RFC 5626 §3.5.1) between messages are skipped.
+        strip = 0
+        while strip < len(self._buffer) and self._buffer[strip] in b"\r\n":
+            strip += 1
+        if strip:
+            del self._buffer[:strip]
+            self._scanned = 0
+        end, sep = self._find_header_end()
+        if end < 0:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                raise FramingError(513, "header section too large")
+            return None
+        start, headers, head_defect = _split_head(bytes(self._buffer[:end]))
+        try:
+            parsed: Parsed | None = _with_start_line(start, headers, head_defect)
+        except Unparseable:
+            if not (start.startswith("SIP/") or " SIP/" in start):
+                raise  # not SIP at all: the connection goes
+            parsed = None  # a broken SIP start line (RFC 4475 bigcode): skipped, stream kept
+        length, defect = _content_length(headers)
+        if defect is not None:
+            raise FramingError(400, defect.reason, parsed)
+        total = end + sep + (length or 0)
+        if total > self.max_message_size:
+            raise FramingError(513, "message too large", parsed)
+        return end + sep, total, parsed
+
+    def _find_header_end(self) -> tuple[int, int]:
+        """As `_header_end` over the first MAX_HEADER_BYTES + 4 bytes, searching only what
+        was not searched before: 3 bytes back, for a CRLFCRLF split across reads."""
+        buffer = self._buffer
+        resume = max(self._scanned - 3, 0)
+        limit = min(len(buffer), MAX_HEADER_BYTES + 4)
+        end = buffer.find(b"\r\n\r\n", resume, limit)
+        if end >= 0:
+            return end, 4
+        end = buffer.find(b"\n\n", resume, limit)  # bare LF line ends, from lax peers
+        if end >= 0:
+            return end, 2
+        self._scanned = limit
+        return -1, 0
 
     @property
     def pending(self) -> int:

@@ -22,6 +22,7 @@ from . import abnf
 from .events import Peer
 from .headers import HeaderError
 from .message import Request, Response, make_response
+from .parser import parse_datagram
 
 
 def random_token(nbytes: int = 8) -> str:
@@ -156,6 +157,9 @@ _RETRANSMISSION_TIMERS = frozenset((_T.A, _T.E, _T.G, _T.RETRANSMIT_2XX))
 _ONLY_UNRELIABLE = frozenset((_T.A, _T.E, _T.G))  # reliable transports retransmit themselves
 _ZERO_IF_RELIABLE = frozenset((_T.D, _T.I, _T.J, _T.K))
 TRYING_DELAY = 0.2
+# What names a request: all the endpoint's keys read from a finished transaction's request
+# (§8.2.2.2 merging, the ACK of a 2xx), and what a response to it copies (§8.2.6.2).
+_NAMING_HEADERS = ("via", "from", "to", "call-id", "cseq")
 
 
 @dataclass(slots=True, frozen=True)
@@ -266,7 +270,7 @@ class ServerTransaction(Transaction):
     """Figures 7 and 8. Responses go back to `peer`, where the request came from (symmetric
     response routing, RFC 3581 §4, for every request)."""
 
-    __slots__ = ("key", "internal", "last_response", "acked", "_response_bytes", "_to_tag")
+    __slots__ = ("key", "internal", "acked", "_response_bytes", "_to_tag")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer,
                  key: tuple[object, ...], now: float, *, internal: bool = False) -> None:
@@ -274,7 +278,6 @@ class ServerTransaction(Transaction):
         super().__init__(host, _IS if invite else _NIS, request, peer)
         self.key = key
         self.internal = internal  # answered by the endpoint itself: the TU never hears of it
-        self.last_response: Response | None = None
         self.acked = False  # the ACK of our 2xx has arrived
         self._response_bytes: bytes | None = None
         self._to_tag: str | None = None
@@ -292,6 +295,16 @@ class ServerTransaction(Transaction):
         """A final response has been sent."""
         return self.state not in (State.TRYING, State.PROCEEDING)
 
+    @property
+    def last_response(self) -> Response | None:
+        """The latest response sent, read back from the bytes kept to resend it: only those
+        are kept while a finished transaction absorbs retransmissions."""
+        if self._response_bytes is None:
+            return None
+        response = parse_datagram(self._response_bytes).message
+        assert isinstance(response, Response)
+        return response
+
     def respond(self, response: Response, now: float) -> bool:
         """Send the TU's response. False (and nothing sent) once a final one went out: a late
         answer, e.g. a 200 racing the 487 after a CANCEL."""
@@ -302,6 +315,10 @@ class ServerTransaction(Transaction):
             self._apply_to_tag(response)
         self._send(response)
         self._go(classify(response.status), now)
+        if self.kind is _NIS and self.state is State.COMPLETED:
+            # Timer J keeps this transaction 32 s for retransmissions, which need only the
+            # bytes of the response: hold the headers that name the request, not all of it.
+            self.request = _naming_part(self.request)
         return True
 
     def receive_retransmission(self, peer: Peer) -> None:
@@ -342,7 +359,6 @@ class ServerTransaction(Transaction):
         return False
 
     def _send(self, response: Response) -> None:
-        self.last_response = response
         self._response_bytes = response.to_bytes()
         self._host.transmit(self.peer, self._response_bytes)
 
@@ -361,6 +377,13 @@ class ServerTransaction(Transaction):
             response.set("to", f"{value};tag={self.to_tag}")
         elif self._to_tag is None:
             self._to_tag = to.tag
+
+
+def _naming_part(request: Request) -> Request:
+    """A copy of `request` with only the headers that name it (the same header objects):
+    no body, no other headers, no parse caches."""
+    return Request(headers=[h for h in request.headers if h[0] in _NAMING_HEADERS],
+                   method=request.method, uri=request.uri, version=request.version)
 
 
 class ClientTransaction(Transaction):
