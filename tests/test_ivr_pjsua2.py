@@ -11,8 +11,9 @@ The server must log `dtmf-test digits=123` and `digits=4567`, each key by the tr
 sent by, and hang up itself after reading the digits back.
 
 What the phone heard is checked against the prompt files by normalised cross-correlation
-(`find_prompt`): the intro at the start of the first call, then "you entered" and the digits
-1, 2, 3 in that order; "you entered" in the second call. A prompt that was not said (the
+(`find_prompt`, plain Python): the intro at the start of the first call, then "you entered"
+and the digits 1, 2, 3 in that order; in the second call "you entered" and the digit 4, and
+not the whole intro (the first key cut it short). A prompt that was never said (the
 blocked-caller announcement) must not match, so the check can fail.
 """
 
@@ -45,14 +46,16 @@ needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
                                   reason="pjsua2 not installed (PyPI package pjsua2-python)")
 
 # ---- finding a prompt in a recording ---------------------------------------------------------
-# The phone's jitter buffer may drop or repeat a 10-20 ms frame now and then (it did, while it
-# settled at the start of a call), which shifts everything after it. So the prompt is compared
-# in chunks, each free to re-align a little against the previous one; the score is the median
-# of the chunks' normalised correlations (1.0: the same samples).
+# The phone's jitter buffer may drop or repeat a 10 ms frame now and then (it did, while it
+# settled at the start of a call), which shifts everything after it by 80 samples. So the
+# prompt is compared in chunks, each free to slip by whole frames against the previous one;
+# the score is the median of the chunks' normalised correlations (1.0: the same samples).
 BLOCK = 40  # samples per envelope value (5 ms): the coarse search
 CHUNK = 2000  # samples per compared chunk (250 ms)
 CANDIDATES = 3  # envelope peaks compared sample by sample
-DRIFT = 200  # samples a chunk may slip against the previous one (25 ms)
+FRAME = 80  # samples in one frame of the phone's jitter buffer (10 ms)
+MAX_SLIP = 3  # frames a chunk may slip against the previous one
+FIRST_REACH = 4 * BLOCK  # how far from the envelope's estimate the first chunk is sought
 MATCHED = 0.9  # a chunk this similar (or better) needs no search for a slip
 VOICED_RMS = 300.0  # chunks of the prompt quieter than this (about -40 dBFS) are not compared
 
@@ -62,7 +65,7 @@ Samples = Sequence[int]
 @dataclass(frozen=True, slots=True)
 class Found:
     score: float  # median normalised correlation of the prompt's voiced chunks
-    at: float  # seconds into the recording where the prompt starts
+    at: float  # seconds into the recording where the prompt starts (to within 20 ms)
 
 
 def pcm16(data: bytes) -> array.array[int]:
@@ -122,11 +125,11 @@ def envelope_peaks(recording: list[float], prompt: list[float]) -> list[int]:
 
 def chunk_scores(recording: Samples, prompt: Samples, start: int) -> list[float]:
     """The prompt's voiced chunks compared with the recording from about `start` on: the
-    first aligned within a block of `start`, each next one within `DRIFT` samples of where
-    the previous one matched best (searched only when it does not match where expected)."""
+    first aligned within `FIRST_REACH` of `start`, each next one where the previous one matched
+    best or (if it does not match there) up to `MAX_SLIP` frames earlier or later."""
     size = min(CHUNK, len(prompt))
     scores: list[float] = []
-    slip, reach = 0, BLOCK
+    slip, first = 0, True
     for offset in range(0, len(prompt) - size + 1, size):
         chunk = prompt[offset:offset + size]
         if math.sqrt(sum(map(operator.mul, chunk, chunk)) / size) < VOICED_RMS:
@@ -138,10 +141,15 @@ def chunk_scores(recording: Samples, prompt: Samples, start: int) -> list[float]
                 return 0.0
             return similarity(recording[begin:begin + size], chunk)
 
-        best = at(slip) if reach == DRIFT else 0.0
-        if best < MATCHED:
-            best, slip = max((at(shift), shift) for shift in range(slip - reach, slip + reach + 1))
-        reach = DRIFT
+        if first:
+            best, slip = max((at(shift), shift)
+                             for shift in range(-FIRST_REACH, FIRST_REACH + 1))
+            first = False
+        else:
+            best = at(slip)
+            if best < MATCHED:
+                best, slip = max((at(slip + FRAME * frames), slip + FRAME * frames)
+                                 for frames in range(-MAX_SLIP, MAX_SLIP + 1))
         scores.append(best)
     return scores
 

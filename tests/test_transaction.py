@@ -574,3 +574,12 @@ def test_invite_server_keeps_its_request_until_it_ends() -> None:
     answer(endpoint, transaction, 487, 0.1)
     assert transaction.state is State.COMPLETED and transaction.request is request
     assert transaction.request.get("contact") == "<sip:alice@192.0.2.10:5060>"
+
+
+def test_entropy_pool_never_hands_out_the_same_bytes_twice() -> None:
+    from softswitch.sip.entropy import EntropyPool
+
+    pool = EntropyPool()
+    tokens = [pool.take(8) for _ in range(2000)]  # spans several 4 KiB blocks
+    assert len(set(tokens)) == 2000 and all(len(t) == 8 for t in tokens)
+    assert len(pool.take(5000)) == 5000

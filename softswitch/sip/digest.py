@@ -22,13 +22,13 @@ import enum
 import hashlib
 import hmac
 import re
-import secrets
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from softswitch.credentials import digest_ha1 as ha1
 from softswitch.sip.abnf import TOKEN_CHARS, quote
+from softswitch.sip.entropy import random_bytes
 
 _HASHES: Mapping[str, Callable[[bytes], "hashlib._Hash"]] = {
     "MD5": hashlib.md5,
@@ -188,7 +188,7 @@ class DigestAuthenticator:
         return hmac.digest(self._secret, self._realm_bytes + signed, "sha256")[:_MAC_LEN]
 
     def _new_nonce(self, now: float) -> str:
-        signed = _TIME.pack(int(now * 1000)) + secrets.token_bytes(_RANDOM_LEN)
+        signed = _TIME.pack(int(now * 1000)) + random_bytes(_RANDOM_LEN)
         return base64.urlsafe_b64encode(signed + self._mac(signed)).decode("ascii")
 
     def _nonce_issued_ms(self, nonce: str) -> int | None:

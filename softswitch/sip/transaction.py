@@ -14,11 +14,11 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import abnf
+from .entropy import random_bytes
 from .events import Peer
 from .headers import HeaderError
 from .message import Request, Response, make_response
@@ -26,7 +26,7 @@ from .parser import parse_datagram
 
 
 def random_token(nbytes: int = 8) -> str:
-    return os.urandom(nbytes).hex()
+    return random_bytes(nbytes).hex()
 
 
 def new_branch() -> str:

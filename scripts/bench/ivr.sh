@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Concurrent IVR calls: SIPp calls the DTMF test number (1999) N times at once, each call
+# keying the same digits as RFC 4733 events from a pcap; the server reads them back and hangs
+# up. Steps of N are run one after the other, each against a fresh server.
+#
+#   scripts/bench/ivr.sh [N ...]                 (default: 250 500 750 1000 1200)
+#   IVR_PROFILE=1 scripts/bench/ivr.sh 1000      (also py-spy the server at the peak)
+#   IVR_PIN=1 ...        the server alone on CPU 0, SIPp and tcpdump on CPU 1 (default: shared)
+#   IVR_AUDIO=call ...   callers send G.711 silence all call long, not only between their keys
+#   IVR_NICE=-10 ...     the server at that nice value
+#   IVR_KEEP_CAPTURE=1   keep each step's RTP capture (about 80 MB at 1,000 calls)
+#
+# This machine may be shared: before each step ivr_step.py waits until other processes use
+# less than 5% of a core, and a step during which they used more than 10% is flagged.
+#
+# Per step: calls completed/failed (SIPp), the most calls up at once (server log), digits
+# lost (the server's `dtmf-test digits=` lines against what was keyed), CPU of the server and
+# of SIPp (/proc), the server's RSS growth per call (/proc VmRSS), and the gaps between the
+# RTP packets the server sends on each stream (tcpdump on lo). scripts/bench/ivr_step.py does
+# one step and explains each measurement. Needs: sipp (sip-tester), tcpdump
+# (apt-get install -y tcpdump; the bench only), gcc, root (SIPp's pcap player and tcpdump).
+#
+# SIPp 3.6.1 plays each call's pcap from a raw UDP socket of its own, and Linux gives every
+# raw UDP socket a copy of each UDP packet to its address: with hundreds of calls keying at
+# once, each RTP packet the server sends to SIPp is copied hundreds of times inside the
+# server's sendto() (system time the server would be charged for a quirk of the load
+# generator). A preloaded shim connects each of those raw sockets, after SIPp has bound it, to
+# an address nothing sends from, so they receive nothing; SIPp still sends with sendto() to
+# the call's address. IVR_NO_SHIM=1 runs without it (at 300 calls the server's system time
+# then doubles).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(250 500 750 1000 1200)
+PY=${PYTHON:-.venv/bin/python}
+DIGITS=1234567890
+LEAD_MS=${IVR_LEAD_MS:-8000}  # after the answer: the intro prompt (3.1 s), then some silence
+RAMP=${IVR_RAMP:-8}           # seconds to place all calls of a step
+for tool in sipp tcpdump gcc; do
+    command -v "$tool" > /dev/null || { echo "ivr.sh: $tool is not installed" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"  # a UDP socket per call in the server, a raw socket per play in SIPp
+WORK=$(mktemp -d /tmp/softswitch-ivr-bench.XXXXXX)
+echo "work directory: $WORK (server logs, SIPp stats, RTP captures)"
+
+# 100 ms keys 400 ms apart, with G.711 silence frames between them as a phone sends: 5.5 s.
+# SIPp waits LEAD_MS after the answer before it plays them; the caller is silent until then
+# and after them, unless IVR_AUDIO=call: then the pcap itself starts with LEAD_MS of silence
+# frames and ends with 12 s more (the call ends with the server's BYE, and the playing with it).
+"$PY" scripts/make_dtmf_pcap.py "$DIGITS#" "$WORK/keys.pcap" --duration-ms 100 \
+    --gap-ms 400 --with-audio
+if [ "${IVR_AUDIO:-keys}" = call ]; then
+    "$PY" scripts/bench/ivr_pcap.py "$WORK/keys.pcap" "$WORK/digits.pcap" --lead-ms "$LEAD_MS" \
+        --trail-ms 12000
+    LEAD_MS=0
+else
+    cp "$WORK/keys.pcap" "$WORK/digits.pcap"
+fi
+
+PRELOAD=()
+if [ -z "${IVR_NO_SHIM:-}" ]; then
+    cat > "$WORK/rawconnect.c" <<'CEOF'
+/* After SIPp binds a raw UDP socket (its pcap player), connect it to 127.0.0.254: a connected
+   raw socket receives only packets from its peer, and nothing sends from there. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+    static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+    if (!real_bind)
+        real_bind = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    int result = real_bind(fd, addr, len);
+    int type = 0, protocol = 0;
+    socklen_t size = sizeof type;
+    if (result != 0 || addr->sa_family != AF_INET
+            || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_RAW)
+        return result;
+    size = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &size) != 0
+            || protocol != IPPROTO_UDP)
+        return result;
+    struct sockaddr_in nowhere = {.sin_family = AF_INET};
+    nowhere.sin_addr.s_addr = htonl(0x7f0000fe);
+    connect(fd, (const struct sockaddr *)&nowhere, sizeof nowhere);
+    return result;
+}
+CEOF
+    gcc -O2 -shared -fPIC -o "$WORK/rawconnect.so" "$WORK/rawconnect.c" -ldl
+    PRELOAD=(--preload "$WORK/rawconnect.so")
+fi
+OPTIONS=()
+[ -z "${IVR_PROFILE:-}" ] || OPTIONS+=(--profile)
+[ -z "${IVR_PIN:-}" ] || OPTIONS+=(--pin)
+[ -z "${IVR_NICE:-}" ] || OPTIONS+=(--nice "$IVR_NICE")
+
+echo
+echo "| calls | held at once | completed / failed | digits lost | server CPU: peak (system) / busiest 2 s | SIPp CPU (peak) | RSS per call | send gap p50 / p99 / max (peak) | send gap p99 / max (whole step) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for calls in "${STEPS[@]}"; do
+    "$PY" scripts/bench/ivr_step.py --calls "$calls" --work "$WORK/step-$calls" \
+        --pcap "$WORK/digits.pcap" --digits "$DIGITS" --lead-ms "$LEAD_MS" --ramp "$RAMP" \
+        "${PRELOAD[@]}" "${OPTIONS[@]}" > "$WORK/step-$calls.out"
+    tail -1 "$WORK/step-$calls.out" > "$WORK/step-$calls.json"
+    [ -n "${IVR_KEEP_CAPTURE:-}" ] || rm -f "$WORK/step-$calls/rtp.pcap"
+    "$PY" - "$WORK/step-$calls.json" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+peak, step = r["gap_ms_peak"], r["gap_ms_step"]
+others = r["others_cpu_peak"]  # other processes on this machine during the peak
+print(f"| {r['target']}" + (f" (other processes used {others:.0f}% of a core)"
+                            if others > 10 else "")
+      + f" | {r['peak_concurrent']} for {r['peak_seconds']:.1f} s "
+      f"| {r['sipp_successful']} / {r['sipp_failed']} "
+      f"| {r['digits_lost']} of {r['digits_sent']} ({r['calls_with_wrong_digits']} calls wrong) "
+      f"| {r['server_cpu_peak']:.0f}% ({r['server_system_cpu_peak']:.0f}%) / "
+      f"{r['server_cpu_busiest']:.0f}% | {r['sipp_cpu_peak']:.0f}% "
+      f"| {r['rss_per_call_kb']:.0f} KB ({r['rss_before_kb'] // 1024} -> {r['rss_peak_kb'] // 1024} MB) "
+      f"| {peak.get('p50', 0):.1f} / {peak.get('p99', 0):.1f} / {peak.get('max', 0):.1f} ms "
+      f"| {step.get('p99', 0):.1f} / {step.get('max', 0):.1f} ms"
+      + (f" (tcpdump dropped {r['capture_dropped']} packets: gaps overstated)"
+         if r["capture_dropped"] > 0 else "") + " |")
+PYEOF
+done
+echo
+echo "CPU in % of one core (this machine has $(nproc)); per-step details: $WORK/step-N.json"
+echo "(tcpdump CPU, capture drops, packets and streams captured, server warnings)."

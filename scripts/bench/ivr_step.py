@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""One step of scripts/bench/ivr.sh: N concurrent calls to the DTMF test number, measured.
+
+    ivr_step.py --calls 1000 --work /tmp/step --pcap digits.pcap --digits 1234567890 \
+        [--lead-ms 8000] [--ramp 8] [--preload sipp_rawconnect.so] [--profile]
+
+A fresh `softswitch run` (RTP ports 20000-22999, log level info) for each step, so that its
+memory growth belongs to this step's calls. SIPp (scripts/sipp/uac_ivr_load.xml) places N calls
+at N/ramp calls/s; each waits --lead-ms after the answer (the intro prompt plays), keys the
+pcap's RFC 4733 digits, and waits for the server to read them back and hang up.
+
+Measured:
+- calls: SIPp's successful and failed calls; how many were up at once, from the server's
+  log ("answered" +1, "ended" -1), and the window during which that peak was held.
+- digits: every `dtmf-test digits=` line against --digits; answered calls with no such line
+  lost all their digits.
+- CPU: user+system ticks of the server, SIPp and tcpdump from /proc/PID/stat, sampled every
+  0.25 s, over the peak window and over the whole step, in % of one core. The softirq time of
+  the kernel's loopback delivery is not in any process's ticks on this kernel, and
+  /proc/stat undercounts on this VM (its busy time came out below the processes' sum), so
+  per-process ticks are all that is reported. Other processes' ticks are summed too: this
+  machine is shared, so a step first waits until they are quiet, and reports what they used.
+- memory: the server's VmRSS before SIPp starts and its highest sample, per call at the peak.
+- send gaps: tcpdump on lo captures the headers of every RTP packet the server sends (source
+  ports 20000-22999); for each stream (source port, SSRC) the time between consecutive
+  packets; percentiles over all streams, for the whole step and for the peak window.
+  libpcap keeps the incoming copy of each loopback packet, and its timestamp is taken when
+  the sender's sendto() queues it for delivery (net.core.netdev_tstamp_prequeue=1, the
+  default), so the timestamps are send times.
+
+Prints one JSON object (the figures) on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from dataclasses import asdict, astuple, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scripts" / "sipp" / "uac_ivr_load.xml"
+RTP_PORT_MIN, RTP_PORT_MAX = 20000, 22999
+SAMPLE_EVERY = 0.25  # seconds between /proc samples
+BUSIEST_WINDOW = 2.0  # seconds: shorter windows magnify the sampler's own scheduling delays
+TICKS = os.sysconf("SC_CLK_TCK")
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+@dataclass(slots=True)
+class Sample:
+    at: float  # time.time()
+    server_ticks: int
+    server_system_ticks: int
+    sipp_ticks: int
+    tcpdump_ticks: int
+    server_rss_kb: int
+    others_ticks: int  # every other process (kernel threads too), not this script
+
+
+@dataclass(slots=True)
+class Result:
+    target: int
+    rate: int
+    sipp_successful: int = 0
+    sipp_failed: int = 0
+    answered: int = 0
+    peak_concurrent: int = 0
+    peak_seconds: float = 0.0  # how long the peak was held
+    digit_lines: int = 0
+    calls_with_wrong_digits: int = 0
+    digits_sent: int = 0
+    digits_lost: int = 0
+    server_warnings: int = 0
+    server_cpu_peak: float = 0.0  # % of one core
+    server_system_cpu_peak: float = 0.0  # the kernel's part of server_cpu_peak
+    server_cpu_busiest: float = 0.0
+    server_cpu_step: float = 0.0
+    others_cpu_peak: float = 0.0  # other processes: more than a few % means a disturbed step
+    sipp_cpu_peak: float = 0.0
+    tcpdump_cpu_peak: float = 0.0
+    rss_before_kb: int = 0
+    rss_peak_kb: int = 0
+    rss_per_call_kb: float = 0.0
+    rtp_packets: int = 0
+    rtp_streams: int = 0
+    capture_dropped: int = -1
+    gap_ms_step: dict[str, float] = field(default_factory=dict)
+    gap_ms_peak: dict[str, float] = field(default_factory=dict)
+
+
+# ---- processes -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def write_config(work: Path, port: int) -> Path:
+    path = work / "bench.yaml"
+    path.write_text(f"""\
+log_level: info
+sip:
+  domain: bench.test
+  listen: ["127.0.0.1:{port}"]
+  transports: [udp]
+store:
+  url: sqlite+aiosqlite:///{work}/bench.db
+media:
+  rtp_port_min: {RTP_PORT_MIN}
+  rtp_port_max: {RTP_PORT_MAX}
+subscribers: []
+""")
+    return path
+
+
+def wait_for_text(path: Path, text: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"{process.args[0]} did not start: see {path}")
+
+
+def cpu_ticks(pid: int | None, *, system_only: bool = False) -> int:
+    """User+system (or only system) CPU ticks of a process so far; 0 once it is gone."""
+    if pid is None:
+        return 0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    user, system = int(stat[11]), int(stat[12])  # utime, stime: fields 14, 15 of stat
+    return system if system_only else user + system
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+class Sampler(threading.Thread):
+    """Reads the processes' CPU ticks and the server's RSS every SAMPLE_EVERY seconds."""
+
+    def __init__(self, server: int, tcpdump: int) -> None:
+        super().__init__(daemon=True)
+        self.server, self.tcpdump = server, tcpdump
+        self.sipp: int | None = None
+        self.samples: list[Sample] = []
+        self._others: dict[int, int] = {}
+        self._others_total = 0
+        self.done = threading.Event()
+
+    def others(self) -> int:
+        """CPU ticks other processes used since the first sample (a process that started
+        since counts from 0, one that ended keeps what it had)."""
+        ours = {self.server, self.tcpdump, self.sipp, os.getpid()}
+        first = not self._others
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and int(entry.name) not in ours:
+                pid = int(entry.name)
+                ticks = cpu_ticks(pid)
+                before = self._others.get(pid, ticks if first else 0)
+                self._others_total += max(0, ticks - before)
+                self._others[pid] = ticks
+        return self._others_total
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.samples.append(Sample(time.time(), cpu_ticks(self.server),
+                                       cpu_ticks(self.server, system_only=True),
+                                       cpu_ticks(self.sipp),
+                                       cpu_ticks(self.tcpdump), rss_kb(self.server),
+                                       self.others()))
+            self.done.wait(SAMPLE_EVERY)
+
+
+# ---- analysis ---------------------------------------------------------------------------------
+def log_time(line: str) -> float | None:
+    match = LOG_TIME.match(line)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def concurrency(log: list[str]) -> tuple[int, int, float, float]:
+    """Answered calls, the most calls up at once, and the window (start, end) it was held."""
+    events: list[tuple[float, int]] = []
+    for line in log:
+        if " answered: " in line or " ended: " in line:
+            at = log_time(line)
+            if at is not None:
+                events.append((at, 1 if " answered: " in line else -1))
+    events.sort()
+    up = peak = 0
+    for _, change in events:
+        up += change
+        peak = max(peak, up)
+    start = end = 0.0
+    up = 0
+    for at, change in events:
+        up += change
+        if up == peak and start == 0.0:
+            start = at
+        elif up < peak and start and not end:
+            end = at
+    answered = sum(1 for _, change in events if change > 0)
+    return answered, peak, start, end or start
+
+
+def digits_lost(log: list[str], expected: str, answered: int, result: Result) -> None:
+    got = [m.group(1) for line in log if (m := re.search(r"dtmf-test digits=(\S*)$", line))]
+    result.digit_lines = len(got)
+    result.digits_sent = answered * len(expected)
+    want = Counter(expected)
+    lost = 0
+    for digits in got:
+        if digits != expected:
+            result.calls_with_wrong_digits += 1
+        lost += sum((want - Counter(digits)).values())
+    result.digits_lost = lost + (answered - len(got)) * len(expected)
+
+
+def rate(samples: list[Sample], start: float, end: float, attribute: str) -> float:
+    """% of one core between the first sample at or after `start` and the last before `end`."""
+    times = [s.at for s in samples]
+    first, last = bisect_left(times, start), bisect_right(times, end) - 1
+    if last <= first:
+        return 0.0
+    a, b = samples[first], samples[last]
+    return 100.0 * (getattr(b, attribute) - getattr(a, attribute)) / TICKS / (b.at - a.at)
+
+
+def busiest(samples: list[Sample], attribute: str) -> float:
+    """The highest % of one core over any BUSIEST_WINDOW seconds of samples."""
+    per_second = round(BUSIEST_WINDOW / SAMPLE_EVERY)
+    return max((rate(samples, a.at, b.at, attribute)
+                for a, b in zip(samples, samples[per_second:], strict=False)), default=0.0)
+
+
+def percentiles(gaps: array[float]) -> dict[str, float]:
+    if not gaps:
+        return {}
+    ordered = sorted(gaps)
+
+    def at(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, math.floor(q * len(ordered)))], 2)
+
+    return {"p50": at(0.50), "p99": at(0.99), "p99.9": at(0.999),
+            "max": round(1000 * ordered[-1], 2), "over_25ms_pct": round(
+                100 * (len(ordered) - bisect_right(ordered, 0.025)) / len(ordered), 3)}
+
+
+def send_gaps(pcap: Path, peak: tuple[float, float], result: Result) -> None:
+    """Per-stream inter-packet gaps of the captured RTP (see the module doc)."""
+    data = pcap.read_bytes()
+    magic = struct.unpack_from("<I", data)[0]
+    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
+    last: dict[tuple[int, int], float] = {}
+    step_gaps: array[float] = array("d")
+    peak_gaps: array[float] = array("d")
+    record = struct.Struct("<IIII")
+    offset, packets = 24, 0
+    while offset + 16 <= len(data):
+        seconds, fraction, captured, _ = record.unpack_from(data, offset)
+        body = offset + 16
+        offset = body + captured
+        ip = body + 14  # lo's link layer is Ethernet-shaped
+        udp = ip + (data[ip] & 0x0F) * 4
+        if captured < udp - body + 20:
+            continue
+        port = (data[udp] << 8) | data[udp + 1]
+        ssrc = int.from_bytes(data[udp + 16:udp + 20], "big")
+        at = seconds + fraction * scale
+        packets += 1
+        previous = last.get((port, ssrc))
+        last[port, ssrc] = at
+        if previous is not None:
+            gap = at - previous
+            step_gaps.append(gap)
+            if peak[0] <= at <= peak[1]:
+                peak_gaps.append(gap)
+    result.rtp_packets, result.rtp_streams = packets, len(last)
+    result.gap_ms_step, result.gap_ms_peak = percentiles(step_gaps), percentiles(peak_gaps)
+
+
+def sipp_counts(stat: Path) -> tuple[int, int]:
+    lines = stat.read_text().splitlines() if stat.exists() else []
+    if len(lines) < 2:
+        return 0, 0
+    header, last = lines[0].split(";"), lines[-1].split(";")
+    row = dict(zip(header, last, strict=False))
+    return int(row["SuccessfulCall(C)"]), int(row["FailedCall(C)"])
+
+
+# ---- the step ---------------------------------------------------------------------------------
+def pin(args: argparse.Namespace, cpu: int) -> list[str]:
+    """With --pin: the server alone on CPU 0, the load (SIPp, tcpdump) on CPU 1."""
+    return ["taskset", "-c", str(cpu)] if args.pin else []
+
+
+def niceness(args: argparse.Namespace) -> list[str]:
+    """With --nice N: the server at that scheduling priority (negative: ahead of SIPp)."""
+    return ["nice", "-n", str(args.nice)] if args.nice else []
+
+
+def wait_until_quiet(limit: float, patience: float) -> None:
+    """This machine is shared: wait (at most `patience` seconds) until other processes use
+    less than `limit` % of a core, measured over 2 s, so that they do not take the step's CPU."""
+    deadline = time.monotonic() + patience
+    probe = Sampler(0, 0)
+    while True:
+        before = probe.others()
+        time.sleep(2.0)
+        busy = 100.0 * (probe.others() - before) / TICKS / 2.0
+        if busy < limit:
+            return
+        if time.monotonic() > deadline:
+            print(f"other processes still use {busy:.0f}% of a core; measuring anyway",
+                  file=sys.stderr)
+            return
+        print(f"other processes use {busy:.0f}% of a core; waiting", file=sys.stderr)
+
+
+def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
+    """Run the server, tcpdump and SIPp for one step; the /proc samples taken meanwhile.
+    Whatever happens, no process is left behind."""
+    work: Path = args.work
+    port = free_port()
+    config = write_config(work, port)
+    softswitch = Path(sys.executable).with_name("softswitch")
+    running: list[subprocess.Popen[bytes]] = []
+    try:
+        with open(work / "server.stdout", "wb") as out, open(work / "server.log", "wb") as err:
+            server = subprocess.Popen([*pin(args, 0), *niceness(args), str(softswitch), "run",
+                                       "--config", str(config)],
+                                      stdout=out, stderr=err, cwd=work)
+        running.append(server)
+        wait_for_text(work / "server.stdout", "listening on", 30, server)
+        with open(work / "tcpdump.err", "wb") as err:
+            tcpdump = subprocess.Popen(
+                [*pin(args, 1), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536",
+                 "-w", str(work / "rtp.pcap"),
+                 f"udp and src host 127.0.0.1 and src portrange {RTP_PORT_MIN}-{RTP_PORT_MAX}"],
+                stderr=err)
+        running.append(tcpdump)
+        wait_for_text(work / "tcpdump.err", "listening on", 10, tcpdump)
+        time.sleep(1.0)  # the server settles after start-up
+        result.rss_before_kb = rss_kb(server.pid)
+        sampler = Sampler(server.pid, tcpdump.pid)
+        sampler.start()
+
+        env = dict(os.environ)
+        if args.preload:
+            env["LD_PRELOAD"] = str(args.preload)
+        sipp_args = [
+            *pin(args, 1), "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-s", "1999",
+            "-key", "pcap", str(args.pcap), "-d", str(args.lead_ms),
+            "-m", str(args.calls), "-l", str(args.calls), "-r", str(result.rate),
+            "-i", "127.0.0.1", "-p", str(free_port()),
+            "-mi", "127.0.0.1", "-mp", str(free_port()),
+            "-trace_stat", "-stf", str(work / "sipp-stat.csv"), "-fd", "1", "-trace_err",
+            "-timeout", "240s", "-nostdin"]
+        with open(work / "sipp.out", "wb") as out:
+            sipp = subprocess.Popen(sipp_args, stdout=out, stderr=subprocess.STDOUT, cwd=work,
+                                    env=env)
+        running.append(sipp)
+        sampler.sipp = sipp.pid
+        if args.profile:  # once the ramp is over, for as long as the peak lasts
+            time.sleep(args.ramp + 1)
+            running.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(server.pid),
+                 "-f", "raw", "-o", str(work / "profile.txt"), "-d", "8", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for process in running[2:]:
+            process.wait(timeout=300)
+        time.sleep(1.0)
+        sampler.done.set()
+        sampler.join()
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(timeout=30)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return sampler.samples
+
+
+def run(args: argparse.Namespace) -> Result:
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    wait_until_quiet(limit=5.0, patience=args.patience)
+    result = Result(target=args.calls, rate=math.ceil(args.calls / args.ramp))
+    samples = drive(args, result)
+    result.sipp_successful, result.sipp_failed = sipp_counts(work / "sipp-stat.csv")
+    log = (work / "server.log").read_text(errors="replace").splitlines()
+    result.server_warnings = sum(1 for line in log if " WARNING " in line or " ERROR " in line)
+    answered, peak, start, end = concurrency(log)
+    result.answered, result.peak_concurrent = answered, peak
+    result.peak_seconds = round(end - start, 2)
+    digits_lost(log, args.digits, answered, result)
+    if end - start < 2 * SAMPLE_EVERY:  # a peak too short to measure: the busiest 2 s
+        start, end = max(start - 1.0, samples[0].at), start + 1.0
+    result.server_cpu_peak = round(rate(samples, start, end, "server_ticks"), 1)
+    result.server_system_cpu_peak = round(rate(samples, start, end, "server_system_ticks"), 1)
+    result.server_cpu_busiest = round(busiest(samples, "server_ticks"), 1)
+    result.server_cpu_step = round(rate(samples, samples[0].at, samples[-1].at,
+                                        "server_ticks"), 1)
+    result.sipp_cpu_peak = round(rate(samples, start, end, "sipp_ticks"), 1)
+    result.tcpdump_cpu_peak = round(rate(samples, start, end, "tcpdump_ticks"), 1)
+    result.others_cpu_peak = round(rate(samples, start, end, "others_ticks"), 1)
+    with open(work / "samples.csv", "w") as out:  # for a closer look at a step
+        out.write(",".join(("seconds", *(f.name for f in fields(Sample)[1:]))) + "\n")
+        for s in samples:
+            values = astuple(s)
+            out.write(",".join((f"{s.at - samples[0].at:.2f}", *map(str, values[1:]))) + "\n")
+    result.rss_peak_kb = max(s.server_rss_kb for s in samples)
+    result.rss_per_call_kb = round((result.rss_peak_kb - result.rss_before_kb) / max(peak, 1), 1)
+    dropped = re.search(r"(\d+) packets? dropped by kernel",
+                        (work / "tcpdump.err").read_text(errors="replace"))
+    result.capture_dropped = int(dropped.group(1)) if dropped else -1
+    send_gaps(work / "rtp.pcap", (start, end), result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--pcap", type=Path, required=True)
+    parser.add_argument("--digits", required=True, help="the digits the pcap keys, without #")
+    parser.add_argument("--lead-ms", type=int, default=8000)
+    parser.add_argument("--ramp", type=float, default=8.0, help="seconds to place all calls")
+    parser.add_argument("--preload", type=Path, help="LD_PRELOAD for SIPp")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on CPU 0, SIPp and tcpdump on CPU 1")
+    parser.add_argument("--patience", type=float, default=600.0,
+                        help="seconds to wait for other processes to go quiet first")
+    parser.add_argument("--nice", type=int, default=0, help="the server's nice value")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server at the peak")
+    result = run(parser.parse_args())
+    print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()
