@@ -539,3 +539,16 @@ def test_300_pipelined_options_in_one_read_are_each_answered_once() -> None:
     assert _answers_by_call_id(endpoint, 0.0) == expected
     assert endpoint.stats.received == 300 and endpoint.stats.rejected == 75
     assert endpoint.stats.transactions == 0  # TCP: timer J is zero
+
+
+def test_a_stateless_challenge_leaves_no_transaction_and_is_sent_again() -> None:
+    endpoint = SipEndpoint()
+    for attempt in range(2):  # the phone retransmits: each copy gets a challenge of its own
+        endpoint.receive_datagram(request_bytes("REGISTER"), UDP, float(attempt))
+        (event,) = events(endpoint)
+        assert isinstance(event, RequestReceived) and event.transaction is not None
+        endpoint.respond_statelessly(event.transaction, make_response(event.request, 401,
+                                                                      to_tag="t"))
+        (output,) = endpoint.outputs()
+        assert isinstance(output, Transmit) and output.data.startswith(b"SIP/2.0 401 ")
+        assert endpoint.stats.transactions == 0 and endpoint.get_timer() is None

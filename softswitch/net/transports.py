@@ -88,6 +88,10 @@ class SipStack:
         self.endpoint.respond(transaction, response, self._loop.time())
         self.flush()
 
+    def respond_statelessly(self, transaction: ServerTransaction, response: Response) -> None:
+        self.endpoint.respond_statelessly(transaction, response)
+        self.flush()
+
     def send_request(self, request: Request, peer: Peer) -> ClientTransaction:
         transaction = self.endpoint.send_request(request, peer, self._loop.time())
         self.flush()

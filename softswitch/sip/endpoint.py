@@ -157,6 +157,16 @@ class SipEndpoint:
             if key is not None:
                 self._accepted[key] = transaction
 
+    def respond_statelessly(self, transaction: ServerTransaction, response: Response) -> None:
+        """Answer and end the transaction at once (a stateless UAS, RFC 3261 §8.2.7). Meant
+        for digest challenges, most of a registrar's traffic: a retransmitted request just
+        gets a fresh challenge, so there is nothing to absorb, and the transaction's memory
+        and its 32 s timer J are saved."""
+        if transaction.answered:
+            return
+        self._outputs.append(Transmit(transaction.peer, response.to_bytes()))
+        transaction.forget()
+
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Send `request` in a new client transaction; its responses come back as
         ResponseReceived. A request without Via gets ours (see the module doc)."""

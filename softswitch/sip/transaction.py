@@ -251,6 +251,10 @@ class Transaction:
                 self._interval = duration
             host.arm(self, timer, now + duration)
 
+    def forget(self) -> None:
+        """End now, whatever the state: the endpoint answered statelessly."""
+        self._terminate()
+
     def _terminate(self) -> None:
         self.state = State.TERMINATED
         for timer in list(self.deadlines):

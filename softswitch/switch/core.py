@@ -41,6 +41,9 @@ class Responder(Protocol):
 
     def respond(self, transaction: ServerTransaction, response: Response) -> None: ...
 
+    def respond_statelessly(self, transaction: ServerTransaction, response: Response) -> None:
+        ...
+
 
 class DialogHandler(Protocol):
     """Calls and IVR sessions: INVITE, and the in-dialog requests and responses."""
@@ -144,7 +147,10 @@ class SwitchCore:
 
     def _answer(self, transaction: ServerTransaction, response: Response) -> None:
         response.add("server", self.server_name)
-        self.responder.respond(transaction, response)
+        if response.status == 401 and transaction.method != "INVITE":
+            self.responder.respond_statelessly(transaction, response)  # a challenge
+        else:
+            self.responder.respond(transaction, response)
 
     def _fail(self, transaction: ServerTransaction) -> None:
         """A request we failed to handle still gets a final answer (never a silent hang)."""
