@@ -1,8 +1,11 @@
 """Shared test fixtures: paths to test data."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .support import ServerProcess
 
 DATA = Path(__file__).parent / "data"
 RFC4475 = DATA / "rfc4475"
@@ -21,3 +24,12 @@ def rfc4475_index() -> list[dict[str, str]]:
 @pytest.fixture
 def corpus() -> list[dict[str, str]]:
     return rfc4475_index()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """softswitch on the test config as shipped (SHA-256 offered first, prompts in Japanese,
+    debug log), on free ports with its own SQLite file. Modules may override it."""
+    process = ServerProcess(tmp_path).start()
+    yield process
+    process.stop()

@@ -168,14 +168,6 @@ def find_prompt(recording: Samples, prompt: Samples) -> Found:
 
 # ---- the phone ----------------------------------------------------------------------------
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """softswitch with its shipped prompts (Japanese by default), logging at debug level."""
-    process = ServerProcess(tmp_path).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def caller(tmp_path: Path) -> Iterator[ChildProcess]:
     phone = ChildProcess([sys.executable, PEERS / "pjsua2_caller.py", "--log",
                           tmp_path / "pjsua2.log"],

@@ -35,14 +35,6 @@ needs_linphonec = pytest.mark.skipif(shutil.which("linphonec") is None,
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """softswitch as configured by default: it offers SHA-256 first, then MD5."""
-    process = ServerProcess(tmp_path).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def md5_first_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """SIPp 3.6.1 answers only the first WWW-Authenticate and knows only MD5."""
     process = ServerProcess(tmp_path, sip_overrides={"auth": {"algorithms": ["MD5", "SHA-256"]}})

@@ -408,15 +408,10 @@ def _server_key(request: Request, via: Via | None, method: str) -> ServerKey | N
         method = "INVITE"
     if via.is_rfc3261:
         return (via.branch, via.host, via.port, method)
-    try:
-        from_, cseq = request.from_, request.cseq
-    except HeaderError:
+    dialog_part = _ack_key(request)  # Call-ID, From tag, CSeq number
+    if dialog_part is None:
         return None
-    call_id = request.call_id
-    if from_ is None or cseq is None or call_id is None:
-        return None
-    return (request.uri, from_.tag, call_id, cseq.number, method, via.transport, via.host,
-            via.port, via.branch)
+    return (request.uri, *dialog_part, method, via.transport, via.host, via.port, via.branch)
 
 
 def _merge_key(request: Request) -> tuple[str, str, int, str] | None:
@@ -433,6 +428,8 @@ def _merge_key(request: Request) -> tuple[str, str, int, str] | None:
 
 
 def _ack_key(request: Request) -> tuple[str, str | None, int] | None:
+    """Call-ID, From tag and CSeq number: what an ACK shares with the INVITE it acknowledges
+    (and, with the rest of §17.2.3's fields, what names an RFC 2543 transaction)."""
     try:
         from_, cseq = request.from_, request.cseq
     except HeaderError:
