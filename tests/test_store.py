@@ -89,9 +89,19 @@ def binding(aor: str, contact: str, expires_at: float = NOW + 3600, **fields: An
     return BindingRow(aor=aor, contact=contact, expires_at=expires_at, **values)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+# "sqlite": binding writes by the SqliteBindingJournal; "sqlite-sqlalchemy": by SQLAlchemy,
+# the path PostgreSQL takes, so that it is tested without a PostgreSQL server too.
+BACKENDS = ["sqlite", "sqlite-sqlalchemy", *(["postgresql"] if POSTGRES_URL else [])]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store_url(backend: str, tmp_path: Path) -> str:
+    if backend.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{tmp_path}/var/softswitch.db"
     assert POSTGRES_URL is not None
     engine = create_async_engine(POSTGRES_URL)
@@ -102,8 +112,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(store_url)
+async def store(store_url: str, backend: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
     yield opened
     await opened.close()
 
@@ -394,3 +404,19 @@ async def test_sqlite_runs_in_wal_mode_and_creates_its_directory(tmp_path: Path)
 async def test_bindings_need_a_known_subscriber(store: Store) -> None:
     with pytest.raises(Exception, match="(?i)foreign key"):
         await store.write_bindings({SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]})
+
+
+async def test_a_failed_batch_changes_nothing_and_the_next_one_is_written(
+        provisioned: Store) -> None:
+    before = {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]}
+    await provisioned.write_bindings(before)
+    unknown = "09099999999"  # not provisioned: the foreign key fails the whole batch
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        await provisioned.write_bindings({
+            SAKURA: [binding(SAKURA, "sip:b@192.0.2.2")],
+            unknown: [binding(unknown, "sip:x@192.0.2.3")],
+        })
+    assert await provisioned.load_bindings(NOW) == before  # Sakura's delete was rolled back
+    after = {KENJI: [binding(KENJI, "sip:k@192.0.2.4")]}
+    await provisioned.write_bindings(after)
+    assert await provisioned.load_bindings(NOW) == {**before, **after}

@@ -5,13 +5,22 @@ relative to the working directory; its directory is created; WAL journal) or
 'postgresql+asyncpg://user:password@host/dbname' (state shared by several instances).
 Tables are created on open. Services build their own queries on `Store.engine` and the
 tables in softswitch.store.schema.
+
+One exception to "everything through SQLAlchemy": on a SQLite file, the registrar's binding
+writes (its group commits, the hot path under REGISTER load) go through `SqliteBindingJournal`,
+a plain sqlite3 connection on a thread of its own that runs a whole batch in one call. Through
+SQLAlchemy and aiosqlite the same batch costs four thread hops and ~1.3 ms of the event loop's
+CPU (statement compilation, greenlets); this way ~0.1 ms. PostgreSQL keeps the SQLAlchemy path.
 """
 
 import asyncio
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +90,18 @@ class BindingRow:
 
 
 _BINDING_FIELDS = tuple(spec.name for spec in fields(BindingRow))
+_binding_values = attrgetter(*_BINDING_FIELDS)  # a BindingRow as a tuple in column order
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, journal: "SqliteBindingJournal | None" = None) -> None:
         self.engine = engine
+        self._journal = journal
 
     @classmethod
-    async def open(cls, url: str) -> "Store":
-        """Connect and create any missing tables."""
+    async def open(cls, url: str, *, binding_journal: bool = True) -> "Store":
+        """Connect and create any missing tables. `binding_journal=False` sends binding writes
+        of a SQLite file through SQLAlchemy too (as for PostgreSQL; see the module doc)."""
         engine = _create_engine(url)
         try:
             async with engine.begin() as connection:
@@ -97,9 +109,13 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        path = _sqlite_file(url)
+        journal = SqliteBindingJournal(path) if binding_journal and path is not None else None
+        return cls(engine, journal)
 
     async def close(self) -> None:
+        if self._journal is not None:
+            await self._journal.close()
         await self.engine.dispose()
 
     # -- provisioning ------------------------------------------------------------------------
@@ -172,24 +188,19 @@ class Store:
         """
         if not changes:
             return
-        rows: list[dict[str, Any]] = []
-        for aor, bindings in changes.items():
-            by_contact: dict[str, BindingRow] = {}
-            for binding in bindings:
-                if binding.aor != aor:
-                    raise ValueError(f"binding for {binding.aor!r} listed under AOR {aor!r}")
-                by_contact[binding.contact] = binding  # a contact twice: the last one counts
-            rows.extend(
-                {name: getattr(binding, name) for name in _BINDING_FIELDS}
-                for binding in by_contact.values()
-            )
+        aors = list(changes)
+        rows = _binding_rows(changes)
+        if self._journal is not None:
+            await self._journal.replace(aors, rows)
+            return
         async with self.engine.begin() as connection:
-            for aors in _chunks(list(changes), MAX_KEYS_PER_IN):
+            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
                 await connection.execute(
-                    registrations.delete().where(registrations.c.aor.in_(aors))
+                    registrations.delete().where(registrations.c.aor.in_(chunk))
                 )
             if rows:
-                await connection.execute(registrations.insert(), rows)
+                named = [dict(zip(_BINDING_FIELDS, row, strict=True)) for row in rows]
+                await connection.execute(registrations.insert(), named)
 
     async def load_bindings(self, now_epoch: float) -> dict[str, list[BindingRow]]:
         """All unexpired bindings by AOR; expired rows are deleted on the way."""
@@ -307,12 +318,79 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
     return (await connection.execute(query)).first()
 
 
+class SqliteBindingJournal:
+    """Binding writes to a SQLite file on a thread of their own: one call per batch."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="binding-journal")
+        self._connection: sqlite3.Connection | None = None  # made on, and used by, the thread
+        self._insert = (
+            f"INSERT INTO {registrations.name} ({', '.join(_BINDING_FIELDS)}) "
+            f"VALUES ({', '.join('?' * len(_BINDING_FIELDS))})"
+        )
+
+    async def replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Replace the bindings of `aors` by `rows` in one transaction."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._replace, aors, rows)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown()
+
+    def _replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = sqlite3.connect(
+                self._path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            _configure_sqlite_connection(connection, None)
+        connection.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock
+        try:
+            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
+                connection.execute(
+                    f"DELETE FROM {registrations.name} WHERE aor IN "
+                    f"({', '.join('?' * len(chunk))})", chunk)
+            connection.executemany(self._insert, rows)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _binding_rows(changes: Mapping[str, Sequence[BindingRow]]) -> list[tuple[Any, ...]]:
+    """The rows to write, as tuples in column order; a contact listed twice: the last counts."""
+    rows: list[tuple[Any, ...]] = []
+    for aor, bindings in changes.items():
+        by_contact: dict[str, BindingRow] = {}
+        for binding in bindings:
+            if binding.aor != aor:
+                raise ValueError(f"binding for {binding.aor!r} listed under AOR {aor!r}")
+            by_contact[binding.contact] = binding
+        rows.extend(_binding_values(binding) for binding in by_contact.values())
+    return rows
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for other databases and in-memory or URI ones."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return database
+
+
 def _create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed)
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
+    database = _sqlite_file(url)
+    if database is not None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed)
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
