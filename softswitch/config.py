@@ -36,6 +36,7 @@ LineType = Literal["D", "A"]
 Transport = Literal["udp", "tcp"]
 DigestAlgorithm = Literal["SHA-256", "MD5"]
 Language = Literal["ja", "en"]
+SilencePolicy = Literal["suppress", "send"]
 
 DAY_SECONDS = 24 * 60 * 60
 
@@ -130,6 +131,11 @@ class MediaConfig:
     rtp_port_max: int = 20999
     language: Language = "ja"
     prompts_dir: Path | None = None  # None: the prompts shipped with softswitch
+    # While no prompt plays: "suppress" sends only a silence frame every keepalive_seconds
+    # (NAT bindings, RTP-inactivity timers); "send" sends one every 20 ms, for peers that
+    # need a continuous stream.
+    silence: SilencePolicy = "suppress"
+    keepalive_seconds: float = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -406,6 +412,22 @@ def _integer(minimum: int, maximum: int) -> Parser:
         if not minimum <= value <= maximum:
             raise _Invalid(path, f"must be between {minimum} and {maximum}, got {value}", node.line)
         return value
+
+    return parse
+
+
+def _seconds(maximum: float) -> Parser:
+    """A number of seconds above 0, whole or fractional, up to `maximum`."""
+
+    def parse(node: _Node, path: str) -> float:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(path, f"must be a number of seconds, got {_kind(value)}", node.line)
+        if not 0 < value <= maximum:  # NaN fails this too
+            raise _Invalid(
+                path, f"must be above 0 and at most {maximum:g} seconds, got {value}", node.line
+            )
+        return float(value)
 
     return parse
 
@@ -704,6 +726,9 @@ def _read_media(node: _Node, path: str) -> MediaConfig:
                 "rtp_port_max": port,
                 "language": _choice("ja", "en"),
                 "prompts_dir": _existing_directory,
+                "silence": _choice("suppress", "send"),
+                # above 300 s a keepalive no longer keeps a NAT binding; likely a unit mistake
+                "keepalive_seconds": _seconds(300),
             }
         )
     )

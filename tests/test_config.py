@@ -106,6 +106,7 @@ def test_example_config_loads() -> None:
     assert by_number["09012345678"].network_pin == "4826"
     assert by_number["07034567890"].network_pin == "1234"  # pin.default
     assert by_number["09012345678"].birth_date == date(1988, 4, 12)
+    assert (config.media.silence, config.media.keepalive_seconds) == ("suppress", 1.0)
 
 
 def test_a_minimal_config_gets_every_default(tmp_path: Path) -> None:
@@ -129,6 +130,7 @@ def test_a_minimal_config_gets_every_default(tmp_path: Path) -> None:
     assert (config.pin.throttle.max_failures, config.pin.throttle.window_seconds) == (10, 600)
     assert (config.media.rtp_port_min, config.media.rtp_port_max) == (20000, 20999)
     assert (config.media.language, config.media.prompts_dir) == ("ja", None)
+    assert (config.media.silence, config.media.keepalive_seconds) == ("suppress", 1.0)
     codes = config.dial_codes
     assert (codes.voicemail_start, codes.voicemail_stop, codes.voicemail_playback) == (
         "1411",
@@ -508,6 +510,48 @@ def test_a_missing_prompts_dir_is_refused(tmp_path: Path) -> None:
     )
     assert error.field == "media.prompts_dir"
     assert "no such directory" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("media", "silence", "keepalive"),
+    [
+        ("{silence: send}", "send", 1.0),
+        ("{silence: Suppress, keepalive_seconds: 0.25}", "suppress", 0.25),
+        ("{keepalive_seconds: 15}", "suppress", 15.0),
+        ("{keepalive_seconds: 300}", "suppress", 300.0),
+    ],
+)
+def test_media_silence_policy(media: str, silence: str, keepalive: float) -> None:
+    config = parse_config(f"sip: {{domain: x.test}}\nmedia: {media}\n")
+    assert (config.media.silence, config.media.keepalive_seconds) == (silence, keepalive)
+    assert isinstance(config.media.keepalive_seconds, float)
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "problem"),
+    [
+        ("silence: comfort-noise", "media.silence",
+         "must be 'suppress' or 'send', got 'comfort-noise'"),
+        ("silence: [send]", "media.silence", "must be a single value, got a list"),
+        ("keepalive_seconds: 0", "media.keepalive_seconds",
+         "must be above 0 and at most 300 seconds, got 0"),
+        ("keepalive_seconds: -1.5", "media.keepalive_seconds",
+         "must be above 0 and at most 300 seconds, got -1.5"),
+        ("keepalive_seconds: 1000", "media.keepalive_seconds",
+         "must be above 0 and at most 300 seconds, got 1000"),
+        ("keepalive_seconds: .nan", "media.keepalive_seconds",
+         "must be above 0 and at most 300 seconds, got nan"),
+        ("keepalive_seconds: 1s", "media.keepalive_seconds",
+         "must be a number of seconds, got '1s'"),
+        ("keepalive_seconds: true", "media.keepalive_seconds",
+         "must be a number of seconds, got True"),
+    ],
+)
+def test_media_silence_policy_errors(tmp_path: Path, value: str, field: str,
+                                     problem: str) -> None:
+    error = error_of(tmp_path, f"sip: {{domain: x.test}}\nmedia:\n  language: en\n  {value}\n")
+    assert (error.field, error.problem, error.line) == (field, problem, 4)
+    assert str(error).endswith(f": {field}: {problem} (line 4)")
 
 
 def test_parse_config_names_the_given_source() -> None:

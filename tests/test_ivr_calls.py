@@ -37,7 +37,7 @@ from softswitch.media.g711 import Codec
 from softswitch.media.prompts import CATALOGUE
 from softswitch.media.session import RtpSession
 from softswitch.media.wav import g711_wav
-from softswitch.net.rtp import RtpEngine, RtpPortPool
+from softswitch.net.rtp import MediaStream, RtpEngine, RtpPortPool
 from softswitch.sip.transaction import Timers
 from softswitch.switch.calls import CallHandler, unanswered_status
 
@@ -99,13 +99,17 @@ def free_udp_pair() -> int:
 
 # ---- the in-process server -------------------------------------------------------------------
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The server; a test may add media keys with `@pytest.mark.parametrize("server",
+    [{...}], indirect=True)`."""
     rtp = free_udp_pair()
+    media_overrides = getattr(request, "param", {})
     config = parse_config(yaml.safe_dump({
         "sip": {"listen": ["127.0.0.1:0"], "domain": "softswitch.test"},
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'softswitch.db'}"},
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 1,
-                  "prompts_dir": str(write_test_prompts(tmp_path / "prompts"))},
+                  "prompts_dir": str(write_test_prompts(tmp_path / "prompts")),
+                  **media_overrides},
         "subscribers": SUBSCRIBERS[:1],
     }))
     thresholds = gc.get_threshold()
@@ -308,10 +312,14 @@ class Phone:
 
     def drain_rtp(self) -> list[bytes]:
         """RTP payloads received so far (12-octet headers stripped)."""
-        payloads = []
+        return [packet[12:] for packet in self.drain_rtp_packets()]
+
+    def drain_rtp_packets(self) -> list[bytes]:
+        """RTP packets received so far, headers included."""
+        packets = []
         while not self.rtp_inbox.queue.empty():
-            payloads.append(self.rtp_inbox.queue.get_nowait()[12:])
-        return payloads
+            packets.append(self.rtp_inbox.queue.get_nowait())
+        return packets
 
     async def rtp_for(self, seconds: float) -> list[bytes]:
         await asyncio.sleep(seconds)
@@ -366,8 +374,11 @@ async def test_hangup_during_prompt_frees_everything_and_the_port_is_reused(
     assert ports[1] == first_port
 
 
+@pytest.mark.parametrize("server", [{}, {"silence": "send"}, {"keepalive_seconds": 0.06}],
+                         ids=["suppress", "send", "keepalive-60ms"], indirect=True)
 async def test_hangup_during_collection(server: Server, phone: Phone) -> None:
     handler = handler_of(server)
+    media = server.config.media
     dialog, _ = await phone.call()
     await asyncio.sleep(0.1)
     content_type, body = dtmf_relay("5")
@@ -376,8 +387,18 @@ async def test_hangup_during_collection(server: Server, phone: Phone) -> None:
     await asyncio.sleep(0.06)
     phone.drain_rtp()
     # the key stopped the intro (barge-in): the flow now waits for more keys, in silence
-    payloads = await phone.rtp_for(0.2)
-    assert len(payloads) >= 8 and {p[0] for p in payloads} == {SILENCE}
+    await asyncio.sleep(0.2)
+    packets = phone.drain_rtp_packets()
+    if media.silence == "send":  # a silence frame every 20 ms
+        assert len(packets) >= 8 and {p[12] for p in packets} == {SILENCE}
+        assert not any(p[1] & 0x80 for p in packets)
+    elif media.keepalive_seconds == 0.06:  # a lone silence frame (a talkspurt) every 60 ms
+        assert 2 <= len(packets) <= 5 and {p[12] for p in packets} == {SILENCE}
+        assert all(p[1] & 0x80 for p in packets)
+        timestamps = [struct.unpack_from("!I", p, 4)[0] for p in packets]
+        assert {b - a for a, b in itertools.pairwise(timestamps)} == {3 * 160}
+    else:  # suppressed: the first keepalive is due 1 s after the intro's last frame
+        assert packets == []
     assert handler.counters() == {"calls": 1, "flows": 1, "rtp_ports": 1, "byes": 0}
     assert (await phone.in_dialog(dialog, "BYE")).status == 200
     assert await settled(handler) == {"calls": 0, "flows": 0, "rtp_ports": 0, "byes": 0}
@@ -552,35 +573,115 @@ async def test_shutdown_sends_bye(server: Server, phone: Phone) -> None:
 
 
 # ---- the media clock and the port pool ----------------------------------------------------------
-async def test_media_clock_paces_frames_every_20_ms() -> None:
+class _TimedInbox(asyncio.DatagramProtocol):
+    """Every datagram with the loop time it arrived at."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, bytes]] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.received.append((asyncio.get_running_loop().time(), data))
+
+
+@dataclass(frozen=True)
+class Rtp:
+    at: float  # when it arrived
+    marker: bool
+    sequence: int
+    timestamp: int
+    payload: bytes
+
+    @classmethod
+    def parse(cls, at: float, data: bytes) -> Rtp:
+        first, second, sequence, timestamp, _ = struct.unpack_from("!BBHII", data)
+        assert first == 0x80 and second & 0x7F == 0  # RTP version 2, PCMU
+        return cls(at, bool(second & 0x80), sequence, timestamp, data[12:])
+
+
+@contextlib.asynccontextmanager
+async def clocked_stream(**policy: object) -> AsyncIterator[tuple[MediaStream, _TimedInbox]]:
+    """A started stream of an RtpEngine with `policy`, sending to a socket of the test."""
     loop = asyncio.get_running_loop()
-    sink, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=("127.0.0.1", 0))
-    destination = sink.get_extra_info("sockname")
+    sink, inbox = await loop.create_datagram_endpoint(_TimedInbox, local_addr=("127.0.0.1", 0))
     base = free_udp_pair()
-    engine = RtpEngine("127.0.0.1", base, base + 1)
+    engine = RtpEngine("127.0.0.1", base, base + 1, **policy)  # type: ignore[arg-type]
     stream = engine.open_stream()
     assert stream is not None
-    stream.start(RtpSession(7, 0, None, destination, initial_sequence=65530,
-                            initial_timestamp=0), Codec.PCMU, sending=True)
-    clip = [bytes([0x10 + i]) * 160 for i in range(10)]
-    started = loop.time()
-    assert await stream.play([clip]) is True
-    elapsed = loop.time() - started
-    await asyncio.sleep(0.1)  # silence follows
-    stream.close()
-    engine.close()
-    sink.close()
-    assert engine.ports_in_use == 0 and len(engine.clock) == 0
-    packets = []
-    while not inbox.queue.empty():
-        packets.append(inbox.queue.get_nowait())
-    header = [struct.unpack_from("!BBHII", p) for p in packets]
+    stream.start(RtpSession(7, 0, None, sink.get_extra_info("sockname"),
+                            initial_sequence=65530, initial_timestamp=0), Codec.PCMU,
+                 sending=True)
+    try:
+        yield stream, inbox
+    finally:
+        stream.close()
+        engine.close()
+        sink.close()
+        assert engine.ports_in_use == 0 and len(engine.clock) == 0
+
+
+async def test_send_policy_paces_frames_every_20_ms_and_silence_between() -> None:
+    loop = asyncio.get_running_loop()
+    async with clocked_stream(silence="send") as (stream, inbox):
+        clip = [bytes([0x10 + i]) * 160 for i in range(10)]
+        started = loop.time()
+        assert await stream.play([clip]) is True
+        elapsed = loop.time() - started
+        await asyncio.sleep(0.1)  # silence follows
+    packets = [Rtp.parse(*item) for item in inbox.received]
     assert 0.15 <= elapsed <= 0.5
-    assert [p[12] for p in packets[:10]] == [0x10 + i for i in range(10)]
-    assert {p[12] for p in packets[10:]} == {SILENCE} and len(packets) >= 13
-    assert [h[2] for h in header[:8]] == [65530, 65531, 65532, 65533, 65534, 65535, 0, 1]
-    assert [h[3] for h in header[:3]] == [0, 160, 320]
-    assert header[0][1] == 0x80 and header[1][1] == 0  # marker on the first packet only
+    assert [p.payload[0] for p in packets[:10]] == [0x10 + i for i in range(10)]
+    assert {p.payload for p in packets[10:]} == {bytes([SILENCE]) * 160} and len(packets) >= 13
+    assert [p.sequence for p in packets[:8]] == [65530, 65531, 65532, 65533, 65534, 65535, 0, 1]
+    assert [p.sequence for p in packets] == [(65530 + i) & 0xFFFF for i in range(len(packets))]
+    assert [p.timestamp for p in packets] == [160 * i for i in range(len(packets))]
+    assert [p.marker for p in packets] == [True] + [False] * (len(packets) - 1)  # one stream
+
+
+async def test_suppress_policy_sends_the_clip_then_only_keepalives() -> None:
+    keepalive = 0.1  # 5 ticks
+    loop = asyncio.get_running_loop()
+    async with clocked_stream(silence="suppress", keepalive_seconds=keepalive) as (stream,
+                                                                                   inbox):
+        clip = [bytes([0x10 + i]) * 160 for i in range(10)]
+        assert await stream.play([clip]) is True
+        deadline = loop.time() + 2.0
+        while len(inbox.received) < 13 and loop.time() < deadline:  # the clip, 3 keepalives
+            await asyncio.sleep(0.01)
+        # A talkspurt after a pause that is not a whole keepalive interval long.
+        await asyncio.sleep(0.03)
+        assert await stream.play([[b"\x30" * 160, b"\x31" * 160]]) is True
+        await asyncio.sleep(0.05)
+    packets = [Rtp.parse(*item) for item in inbox.received]
+    clip_sent, keepalives, talkspurt = packets[:10], packets[10:13], packets[13:15]
+    # The clip: one talkspurt, contiguous numbers and timestamps.
+    assert [p.payload[0] for p in clip_sent] == [0x10 + i for i in range(10)]
+    assert [p.marker for p in clip_sent] == [True] + [False] * 9
+    assert [p.sequence for p in clip_sent] == [(65530 + i) & 0xFFFF for i in range(10)]
+    assert [p.timestamp for p in clip_sent] == [160 * i for i in range(10)]
+    # Then nothing for 5 ticks at a time but one silence frame: a talkspurt of one packet,
+    # the next sequence number, the timestamp 5 ticks on.
+    assert [p.payload for p in keepalives] == [bytes([SILENCE]) * 160] * 3
+    assert all(p.marker for p in keepalives)
+    assert [p.sequence for p in keepalives] == [4, 5, 6]  # 65530 + 10, wrapped
+    assert [p.timestamp for p in keepalives] == [1440 + 800, 1440 + 1600, 1440 + 2400]
+    spacing = [b.at - a.at for a, b in itertools.pairwise([clip_sent[-1], *keepalives])]
+    assert all(0.05 <= gap <= 0.3 for gap in spacing), spacing
+    # The next prompt starts a talkspurt too; its timestamp tells how long the pause was.
+    assert [p.payload[0] for p in talkspurt] == [0x30, 0x31]
+    assert [p.marker for p in talkspurt] == [True, False]
+    assert [p.sequence for p in talkspurt] == [7, 8]
+    pause = talkspurt[0].timestamp - keepalives[-1].timestamp
+    assert pause % 160 == 0 and 160 <= pause < 800
+    assert abs(pause / 8000 - (talkspurt[0].at - keepalives[-1].at)) < 0.05
+    assert talkspurt[1].timestamp == talkspurt[0].timestamp + 160
+    assert len(packets) == 15  # nothing else: no keepalive yet after the second clip
+
+
+async def test_rtp_engine_refuses_an_unknown_policy() -> None:
+    with pytest.raises(ValueError, match="silence must be"):
+        RtpEngine("127.0.0.1", 40000, 40001, silence="comfort-noise")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keepalive_seconds must be above 0"):
+        RtpEngine("127.0.0.1", 40000, 40001, keepalive_seconds=0)
 
 
 async def test_port_pool_hands_out_the_longest_rested_port_and_skips_busy_ones() -> None:

@@ -22,8 +22,16 @@ Measured:
   machine is shared, so a step first waits until they are quiet, and reports what they used.
 - memory: the server's VmRSS before SIPp starts and its highest sample, per call at the peak.
 - send gaps: tcpdump on lo captures the headers of every RTP packet the server sends (source
-  ports 20000-22999); for each stream (source port, SSRC) the time between consecutive
-  packets; percentiles over all streams, for the whole step and for the peak window.
+  ports 20000-22999, 64 octets: link, IPv4, UDP and RTP headers); for each stream (source
+  port, SSRC) the time between consecutive packets of one talkspurt; percentiles over all
+  streams, for the whole step and for the peak window. With silence suppression
+  (media.silence: suppress, the default) a stream pauses between prompts, sending only a
+  keepalive silence frame every media.keepalive_seconds; a packet with the RTP marker bit
+  starts a talkspurt after such a pause (RFC 3551 §4.1), so the gap that ends at it is a
+  pause, not pacing, and is left out of the gap percentiles. Those talkspurt starts are
+  counted instead (rtp_talkspurts; rtp_keepalives: the talkspurts of a single packet), and
+  their timing is judged by the RTP timestamp: the gap before each start less the pause its
+  timestamp announces (talkspurt_start_gap_ms: 20 ms when on time, like the other gaps).
   libpcap keeps the incoming copy of each loopback packet, and its timestamp is taken when
   the sender's sendto() queues it for delivery (net.core.netdev_tstamp_prequeue=1, the
   default), so the timestamps are send times.
@@ -58,6 +66,11 @@ RTP_PORT_MIN, RTP_PORT_MAX = 20000, 22999
 SAMPLE_EVERY = 0.25  # seconds between /proc samples
 BUSIEST_WINDOW = 2.0  # seconds: shorter windows magnify the sampler's own scheduling delays
 TICKS = os.sysconf("SC_CLK_TCK")
+PTIME = 0.020  # seconds of audio per RTP packet
+RTP_CLOCK = 8000  # RTP timestamp units per second (G.711)
+# Octets before the IP header by pcap link type. tcpdump -i lo on Linux writes EN10MB: lo
+# has an all-zero 14-octet Ethernet header. The others, for captures made elsewhere.
+LINK_HEADER_BYTES = {0: 4, 1: 14, 101: 0, 113: 16, 276: 20}  # NULL, EN10MB, RAW, SLL, SLL2
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -98,9 +111,12 @@ class Result:
     rss_per_call_kb: float = 0.0
     rtp_packets: int = 0
     rtp_streams: int = 0
+    rtp_talkspurts: int = 0  # marker-bit packets after a stream's first: gaps not counted
+    rtp_keepalives: int = 0  # of those, talkspurts of one packet (suppression's keepalives)
     capture_dropped: int = -1
-    gap_ms_step: dict[str, float] = field(default_factory=dict)
+    gap_ms_step: dict[str, float] = field(default_factory=dict)  # within talkspurts
     gap_ms_peak: dict[str, float] = field(default_factory=dict)
+    talkspurt_start_gap_ms: dict[str, float] = field(default_factory=dict)  # whole step
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -273,37 +289,65 @@ def percentiles(gaps: array[float]) -> dict[str, float]:
                 100 * (len(ordered) - bisect_right(ordered, 0.025)) / len(ordered), 3)}
 
 
+def pcap_layout(data: bytes) -> tuple[str, float, int]:
+    """Byte order, seconds per timestamp fraction and link-header octets of a pcap file."""
+    for order in "<>":
+        magic = struct.unpack_from(order + "I", data)[0]
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            link_type = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+            if link_type not in LINK_HEADER_BYTES:
+                raise SystemExit(f"capture: pcap link type {link_type} is not supported")
+            return order, 1e-9 if magic == 0xA1B23C4D else 1e-6, LINK_HEADER_BYTES[link_type]
+    raise SystemExit("capture: not a pcap file (pcapng is not read)")
+
+
 def send_gaps(pcap: Path, peak: tuple[float, float], result: Result) -> None:
-    """Per-stream inter-packet gaps of the captured RTP (see the module doc)."""
+    """Per-stream inter-packet gaps of the captured RTP within talkspurts, and the talkspurt
+    starts counted and timed apart (see the module doc)."""
     data = pcap.read_bytes()
-    magic = struct.unpack_from("<I", data)[0]
-    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    last: dict[tuple[int, int], float] = {}
+    order, scale, link = pcap_layout(data)
+    # per stream: the last packet's time and RTP timestamp, and whether it began a talkspurt
+    last: dict[tuple[int, int], tuple[float, int, bool]] = {}
     step_gaps: array[float] = array("d")
     peak_gaps: array[float] = array("d")
-    record = struct.Struct("<IIII")
+    start_gaps: array[float] = array("d")
+    record = struct.Struct(order + "IIII")
     offset, packets = 24, 0
     while offset + 16 <= len(data):
         seconds, fraction, captured, _ = record.unpack_from(data, offset)
         body = offset + 16
         offset = body + captured
-        ip = body + 14  # lo's link layer is Ethernet-shaped
-        udp = ip + (data[ip] & 0x0F) * 4
-        if captured < udp - body + 20:
+        ip = body + link
+        if captured <= link or data[ip] >> 4 != 4:
             continue
-        port = (data[udp] << 8) | data[udp + 1]
-        ssrc = int.from_bytes(data[udp + 16:udp + 20], "big")
+        rtp = ip + (data[ip] & 0x0F) * 4 + 8
+        if rtp + 12 > offset:
+            continue
+        port = (data[rtp - 8] << 8) | data[rtp - 7]  # the UDP source port
+        marker = data[rtp + 1] & 0x80 != 0
+        timestamp = int.from_bytes(data[rtp + 4:rtp + 8], "big")
+        ssrc = int.from_bytes(data[rtp + 8:rtp + 12], "big")
         at = seconds + fraction * scale
         packets += 1
         previous = last.get((port, ssrc))
-        last[port, ssrc] = at
-        if previous is not None:
-            gap = at - previous
-            step_gaps.append(gap)
-            if peak[0] <= at <= peak[1]:
-                peak_gaps.append(gap)
+        last[port, ssrc] = (at, timestamp, marker and previous is not None)
+        if previous is None:
+            continue
+        before, before_timestamp, lone_start = previous
+        gap = at - before
+        if marker:
+            result.rtp_talkspurts += 1
+            result.rtp_keepalives += lone_start
+            pause = ((timestamp - before_timestamp) & 0xFFFFFFFF) / RTP_CLOCK - PTIME
+            start_gaps.append(gap - pause)
+            continue
+        step_gaps.append(gap)
+        if peak[0] <= at <= peak[1]:
+            peak_gaps.append(gap)
+    result.rtp_keepalives += sum(lone_start for _, _, lone_start in last.values())
     result.rtp_packets, result.rtp_streams = packets, len(last)
     result.gap_ms_step, result.gap_ms_peak = percentiles(step_gaps), percentiles(peak_gaps)
+    result.talkspurt_start_gap_ms = percentiles(start_gaps)
 
 
 def sipp_counts(stat: Path) -> tuple[int, int]:

@@ -20,13 +20,23 @@ owns sockets and time:
   read with `loop.add_reader` and handed to the session; digits and (while recording) audio
   go to the callbacks `on_digit` and `on_audio`.
 
-Silence policy: a stream sends a packet every 20 ms for the whole call, prompt audio while
-playing and G.711 silence otherwise (no comfort-noise payload, no silence suppression). Phones
-and media relays that watch for RTP inactivity then never drop the call while the caller is
-thinking, the peer's jitter buffer and the caller's NAT binding stay warm, and the load is the
-same at every moment of a call, which makes the capacity of the clock easy to state. Nothing
-is sent while the SDP forbids it (a=recvonly/inactive in our answer, e.g. on hold, or no
-address yet): the RTP timestamp still advances, and the next packet carries the marker bit.
+Silence policy (`media.silence`): by default (`suppress`) a stream sends prompt audio while it
+plays and, while it does not, nothing but one G.711 silence frame every
+`media.keepalive_seconds` (1 s), the first one interval after the last packet sent. An IVR
+caller spends much of a call keying or thinking: in scripts/bench/ivr.sh 53% of the packets
+sent were silence, and each costs the clock a sendto(), so leaving them out lets one tick
+serve more calls on time. Ticks without a packet still advance the RTP timestamp
+(`RtpSession.skip_frame`), so the receiver sees the real length of the pause; sequence numbers
+stay contiguous, as RFC 3550 wants for loss detection; and the first packet after a pause
+carries the marker bit (RFC 3551 §4.1: first packet of a talkspurt), so the peer's jitter
+buffer resynchronises there instead of counting the pause as lateness. The keepalive is a
+one-packet talkspurt: it keeps the caller's NAT binding open and the RTP-inactivity timers of
+phones and SBCs from ending a call while the caller thinks. No comfort-noise payload is sent
+(none is negotiated); the peer plays its own silence. `send` keeps a packet every 20 ms for the
+whole call, silence between prompts, for media relays and gateways that need a continuous
+stream. Either way, nothing is sent while the SDP forbids it (a=recvonly/inactive in our
+answer, e.g. on hold, or no address yet): the RTP timestamp still advances, and the next
+packet carries the marker bit.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..config import SilencePolicy
 from ..media.dtmf import DigitEvent
 from ..media.g711 import Codec
 from ..media.session import SAMPLES_PER_FRAME, Address, AudioFrame, RtpSession
@@ -156,8 +167,8 @@ class MediaStream:
     """
 
     __slots__ = ("port", "codec", "session", "on_digit", "on_audio", "_engine", "_sock",
-                 "_sendto", "_silence", "_sending", "_clip", "_index", "_queue", "_done",
-                 "_closed", "send_errors")
+                 "_sendto", "_silence", "_keepalive_ticks", "_quiet_ticks", "_sending", "_clip",
+                 "_index", "_queue", "_done", "_closed", "send_errors")
 
     def __init__(self, engine: RtpEngine, sock: socket.socket, port: int) -> None:
         self.port = port
@@ -170,6 +181,8 @@ class MediaStream:
         self._sock = sock
         self._sendto = sock.sendto
         self._silence = Codec.PCMU.silence(SAMPLES_PER_FRAME)
+        self._keepalive_ticks = engine.keepalive_ticks
+        self._quiet_ticks = 0  # ticks since the last packet was sent
         self._sending = False
         self._clip: Sequence[bytes] | None = None
         self._index = 0
@@ -179,7 +192,7 @@ class MediaStream:
 
     # ---- life -------------------------------------------------------------------------------
     def start(self, session: RtpSession, codec: Codec, *, sending: bool) -> None:
-        """Begin receiving and sending (silence until something plays)."""
+        """Begin receiving and sending (until something plays: silence as the policy says)."""
         self.session = session
         self.codec = codec
         self._silence = codec.silence(SAMPLES_PER_FRAME)
@@ -228,7 +241,8 @@ class MediaStream:
         return done
 
     def stop_playback(self) -> None:
-        """Silence from the next tick on; the pending `play()` future turns False."""
+        """No more prompt audio from the next tick on; the pending `play()` future turns
+        False."""
         self._clip = None
         self._queue.clear()
         done, self._done = self._done, None
@@ -241,29 +255,37 @@ class MediaStream:
 
     # ---- the clock's calls (kept lean: they run 50 times a second for every call) ----------
     def _send_next(self) -> None:
+        session = self.session
+        assert session is not None
         clip = self._clip
-        if clip is None:
-            payload = self._silence
-        else:
+        if clip is not None:
             payload = clip[self._index]
             self._index += 1
             if self._index == len(clip):
                 self._next_clip()
-        session = self.session
-        assert session is not None
+        else:
+            quiet = self._quiet_ticks + 1
+            if quiet < self._keepalive_ticks:  # never with `send` (1): silence every tick
+                self._quiet_ticks = quiet
+                session.skip_frame()  # the next packet starts a talkspurt
+                return
+            payload = self._silence  # a keepalive (with `send`: every tick)
         remote = session.remote
         if self._sending and remote is not None:
+            self._quiet_ticks = 0
             try:
                 self._sendto(session.next_frame(payload), remote)
             except OSError:  # a full send buffer or an unreachable network: the frame is lost
                 self.send_errors += 1
         else:
+            self._quiet_ticks += 1
             session.skip_frame()
 
     def _skip(self) -> None:
         """A tick the loop missed by too much: time moves on, the prompt resumes where it was."""
         assert self.session is not None
         self.session.skip_frame()
+        self._quiet_ticks += 1
 
     def _next_clip(self) -> None:
         if self._queue:
@@ -307,10 +329,21 @@ class RtpEngine:
     """The port pool and the media clock that all of one server's calls share."""
 
     def __init__(self, host: str, port_min: int, port_max: int,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, *,
+                 silence: SilencePolicy = "suppress", keepalive_seconds: float = 1.0) -> None:
+        """`silence` and `keepalive_seconds`: what streams send while no prompt plays (see the
+        module doc)."""
+        if silence not in ("suppress", "send"):
+            raise ValueError(f"silence must be 'suppress' or 'send', got {silence!r}")
+        if not keepalive_seconds > 0:
+            raise ValueError(f"keepalive_seconds must be above 0, got {keepalive_seconds}")
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.pool = RtpPortPool(host, port_min, port_max)
         self.clock = MediaClock(self.loop)
+        # Ticks from one packet to the next while no prompt plays (the interval rounded to
+        # whole 20 ms ticks); 1 sends silence every tick.
+        self.keepalive_ticks = (1 if silence == "send"
+                                else max(1, round(keepalive_seconds / PTIME)))
 
     @property
     def ports_in_use(self) -> int:

@@ -483,7 +483,9 @@ def build_call_handler(config: Config, sip: SipSender) -> CallHandler:
     """The call handler for `config`: RTP on the first SIP listen address, prompts in the
     configured language, and the flows behind the dial codes."""
     host = config.sip.listen[0].host
-    media = RtpEngine(host, config.media.rtp_port_min, config.media.rtp_port_max)
+    media = RtpEngine(host, config.media.rtp_port_min, config.media.rtp_port_max,
+                      silence=config.media.silence,
+                      keepalive_seconds=config.media.keepalive_seconds)
     prompts = PromptLibrary.load(config.media.language, config.media.prompts_dir)
     flows: dict[str, Flow] = {config.dial_codes.dtmf_test: dtmf_test}
     return CallHandler(sip=sip, media=media, prompts=prompts, flows=flows,
