@@ -15,8 +15,12 @@
 #
 # Per step: calls completed/failed (SIPp), the most calls up at once (server log), digits
 # lost (the server's `dtmf-test digits=` lines against what was keyed), CPU of the server and
-# of SIPp (/proc), the server's RSS growth per call (/proc VmRSS), and the gaps between the
-# RTP packets the server sends on each stream (tcpdump on lo). scripts/bench/ivr_step.py does
+# of SIPp (/proc), the server's RSS growth per call (/proc VmRSS), the RTP packets the server
+# sent per call, and the gaps between them on each stream (tcpdump on lo): "send gap" is the
+# gap between consecutive packets of one talkspurt (with media.silence: suppress, the default,
+# the server sends nothing between prompts but a keepalive a second; a packet with the RTP
+# marker bit starts a talkspurt), "talkspurt start" is how late each talkspurt's first packet
+# left against the pause its RTP timestamp announces (20 ms: on time). scripts/bench/ivr_step.py does
 # one step and explains each measurement. Needs: sipp (sip-tester), tcpdump
 # (apt-get install -y tcpdump; the bench only), gcc, root (SIPp's pcap player and tcpdump).
 #
@@ -97,8 +101,8 @@ OPTIONS=()
 [ -z "${IVR_NICE:-}" ] || OPTIONS+=(--nice "$IVR_NICE")
 
 echo
-echo "| calls | held at once | completed / failed | digits lost | server CPU: peak (system) / busiest 2 s | SIPp CPU (peak) | RSS per call | send gap p50 / p99 / max (peak) | send gap p99 / max (whole step) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| calls | held at once | completed / failed | digits lost | server CPU: peak (system) / busiest 2 s | SIPp CPU (peak) | RSS per call | RTP packets per call | send gap p50 / p99 / max (peak) | send gap p99 / max (whole step) | talkspurt start p99 / max |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for calls in "${STEPS[@]}"; do
     "$PY" scripts/bench/ivr_step.py --calls "$calls" --work "$WORK/step-$calls" \
         --pcap "$WORK/digits.pcap" --digits "$DIGITS" --lead-ms "$LEAD_MS" --ramp "$RAMP" \
@@ -108,7 +112,7 @@ for calls in "${STEPS[@]}"; do
     "$PY" - "$WORK/step-$calls.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-peak, step = r["gap_ms_peak"], r["gap_ms_step"]
+peak, step, start = r["gap_ms_peak"], r["gap_ms_step"], r["talkspurt_start_gap_ms"]
 others = r["others_cpu_peak"]  # other processes on this machine during the peak
 print(f"| {r['target']}" + (f" (other processes used {others:.0f}% of a core)"
                             if others > 10 else "")
@@ -118,8 +122,10 @@ print(f"| {r['target']}" + (f" (other processes used {others:.0f}% of a core)"
       f"| {r['server_cpu_peak']:.0f}% ({r['server_system_cpu_peak']:.0f}%) / "
       f"{r['server_cpu_busiest']:.0f}% | {r['sipp_cpu_peak']:.0f}% "
       f"| {r['rss_per_call_kb']:.0f} KB ({r['rss_before_kb'] // 1024} -> {r['rss_peak_kb'] // 1024} MB) "
+      f"| {r['rtp_packets'] / max(r['rtp_streams'], 1):.0f} "
       f"| {peak.get('p50', 0):.1f} / {peak.get('p99', 0):.1f} / {peak.get('max', 0):.1f} ms "
-      f"| {step.get('p99', 0):.1f} / {step.get('max', 0):.1f} ms"
+      f"| {step.get('p99', 0):.1f} / {step.get('max', 0):.1f} ms "
+      f"| {start.get('p99', 0):.1f} / {start.get('max', 0):.1f} ms"
       + (f" (tcpdump dropped {r['capture_dropped']} packets: gaps overstated)"
          if r["capture_dropped"] > 0 else "") + " |")
 PYEOF
