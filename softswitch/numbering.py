@@ -23,6 +23,8 @@ def is_national_number(text: str) -> bool:
 
 def normalise_number(text: str) -> str:
     """The national form of a written phone number; ValueError says why it is not one."""
+    if is_national_number(text):
+        return text  # as phones register and dial: already national, nothing to rewrite
     written = unicodedata.normalize("NFKC", text).strip()
     if not written:
         raise ValueError("not a phone number: it is empty")

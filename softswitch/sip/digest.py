@@ -47,9 +47,11 @@ _NONCE_TEXT_LEN = _NONCE_LEN * 4 // 3
 _SCHEME = re.compile(r"[ \t\r\n]*([Dd][Ii][Gg][Ee][Ss][Tt])[ \t\r\n]+")
 # auth-param = token EQUAL ( token / quoted-string ), then a COMMA or the end.
 # Empty list elements (",,") are tolerated as RFC 7230 §7 asks of recipients.
+# The quoted-string is written "unrolled" (runs of plain characters between quoted-pairs):
+# the same language as (?:[^"\\]|\\.)*, matched twice as fast, which counts on every REGISTER.
 _AUTH_PARAM = re.compile(
     rf"""[ \t\r\n]*([{TOKEN_CHARS}]+)[ \t\r\n]*=[ \t\r\n]*
-         (?:"((?:[^"\\]|\\.)*)"|([{TOKEN_CHARS}]+))
+         (?:"([^"\\]*(?:\\.[^"\\]*)*)"|([{TOKEN_CHARS}]+))
          [ \t\r\n]*(?:(?:,[ \t\r\n]*)+|$)""",
     re.VERBOSE | re.DOTALL,
 )
@@ -105,14 +107,10 @@ def parse_digest(value: str) -> DigestParams | None:
         if param is None:
             return None
         pos = param.end()
-        name = param.group(1).lower()
-        quoted = param.group(2)
-        if quoted is None:
-            text = param.group(3)
-        elif "\\" in quoted:
-            text = _QUOTED_PAIR.sub(r"\1", quoted)
-        else:
-            text = quoted
+        name, quoted, text = param.groups()
+        name = name.lower()
+        if quoted is not None:
+            text = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
         if name in found:
             return None
         found[name] = text
@@ -173,8 +171,9 @@ class DigestAuthenticator:
         self.realm = realm
         self.algorithms = tuple(canonical)
         self.nonce_lifetime = nonce_lifetime
-        self._secret = secret
-        self._realm_bytes = realm.encode("utf-8")
+        # HMAC(secret, realm | ...) with the key schedule and the realm hashed once: each
+        # nonce (two per registration) then costs a copy and one update.
+        self._mac_prefix = hmac.new(secret, realm.encode("utf-8"), hashlib.sha256)
         self._lifetime_ms = int(nonce_lifetime * 1000)
         self._quoted_realm = quote(realm)
         self._current_nc: dict[str, int] = {}
@@ -185,7 +184,9 @@ class DigestAuthenticator:
         return f"DigestAuthenticator(realm={self.realm!r}, algorithms={self.algorithms!r})"
 
     def _mac(self, signed: bytes) -> bytes:
-        return hmac.digest(self._secret, self._realm_bytes + signed, "sha256")[:_MAC_LEN]
+        mac = self._mac_prefix.copy()
+        mac.update(signed)
+        return mac.digest()[:_MAC_LEN]
 
     def _new_nonce(self, now: float) -> str:
         signed = _TIME.pack(int(now * 1000)) + random_bytes(_RANDOM_LEN)

@@ -229,12 +229,13 @@ class SipEndpoint:
         assert isinstance(transaction, ServerTransaction)
         if self._server.get(transaction.key) is transaction:
             del self._server[transaction.key]
-        merge_key = _merge_key(transaction.request)
+        merge_key = transaction.merge_key
         if merge_key is not None and self._merge.get(merge_key) is transaction:
             del self._merge[merge_key]
-        ack_key = _ack_key(transaction.request)
-        if ack_key is not None and self._accepted.get(ack_key) is transaction:
-            del self._accepted[ack_key]
+        if transaction.kind is Kind.INVITE_SERVER:  # only those wait for an ACK of a 2xx
+            ack_key = _ack_key(transaction.request)
+            if ack_key is not None and self._accepted.get(ack_key) is transaction:
+                del self._accepted[ack_key]
 
     # ---- requests ---------------------------------------------------------------------------
     def _receive(self, parsed: Parsed, peer: Peer, now: float, *, too_big: bool) -> None:
@@ -284,6 +285,7 @@ class SipEndpoint:
         transaction = self._new_server(request, key, peer, now)
         if merge_key is not None:
             self._merge[merge_key] = transaction
+            transaction.merge_key = merge_key
         self._events.append(RequestReceived(request, transaction, peer))
 
     def _repeated(self, transaction: ServerTransaction, request: Request, peer: Peer,
@@ -467,7 +469,7 @@ def _fill_via(request: Request, via: Via, peer: Peer) -> None:
         via.params["rport"] = str(peer.port)
     elements[0] = f"{top};received={source}"
     via.params["received"] = source
-    request.headers[index] = ("via", ", ".join(elements))
+    request.replace_line(index, ", ".join(elements), keep_parsed=True)
 
 
 def _printable(text: str, limit: int = 120) -> str:

@@ -6,7 +6,17 @@ import re
 from dataclasses import dataclass, field
 
 from . import abnf
-from .uri import Params, SipUri, Uri, UriError, format_params, parse_hostport, parse_uri
+from .uri import (
+    PLAIN_SIP_URI,
+    Params,
+    Uri,
+    UriError,
+    format_params,
+    parse_hostport,
+    parse_uri,
+    plain_params,
+    plain_sip_uri,
+)
 
 
 class HeaderError(ValueError):
@@ -71,6 +81,7 @@ class CSeq:
 
 
 MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31
+MAX_EXPIRES = 2**32 - 1  # RFC 3261 §20.19: delta-seconds up to 2**32 - 1
 
 
 def parse_cseq(value: str) -> CSeq:
@@ -86,9 +97,11 @@ def parse_cseq(value: str) -> CSeq:
 
 def parse_int(value: str, name: str, maximum: int) -> int:
     text = value.strip()
-    if not abnf.is_number(text, 10) or int(text) > maximum:
-        raise HeaderError(f"bad {name} {value!r}")
-    return int(text)
+    if abnf.is_number(text, 10):
+        number = int(text)
+        if number <= maximum:
+            return number
+    raise HeaderError(f"bad {name} {value!r}")
 
 
 def parse_params(text: str) -> Params:
@@ -147,14 +160,13 @@ def _skip_lws(text: str, pos: int) -> int:
 
 
 # The shape nearly every phone writes: <sip:user@host:port;uri-params>;header-params, no
-# display name, no escapes. Matched by one regex; anything else takes the full grammar.
+# display name, no escapes. Matched by one regex (the URI's host by the grammar's own rules);
+# anything else takes the full grammar. A test holds the two paths together.
 _PLAIN_NAME_ADDR = re.compile(
-    r"<(sips?):(?:([a-zA-Z0-9\-_.!~*'()&=+$,]+)@)?([a-zA-Z0-9\-.]+)(?::(\d{1,5}))?"
-    r"((?:;[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+(?:=[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+)?)*)>"
-    r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
+    rf"<{PLAIN_SIP_URI}>((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
 _PLAIN_VIA = re.compile(
-    r"SIP/2\.0/([A-Z]+) ([a-zA-Z0-9\-.]+)(?::(\d{1,5}))?"
+    rf"SIP/2\.0/([A-Z]+) ({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::(\d{{1,5}}))?"
     r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
 
@@ -163,26 +175,13 @@ _PLAIN_VIA = re.compile(
 _IPV6_VALUE = re.compile(r"[0-9a-fA-F]*:[0-9a-fA-F:.]*")
 
 
-def _plain_params(text: str) -> Params:
-    params: Params = {}
-    for item in text.split(";")[1:]:
-        name, eq, value = item.partition("=")
-        params[name.lower()] = value if eq else None
-    return params
-
-
-def _plain_host(host: str) -> bool:
-    return bool(abnf.IPV4.fullmatch(host) or abnf.HOSTNAME.fullmatch(host))
-
-
 def parse_name_addr(value: str) -> NameAddr:
     plain = _PLAIN_NAME_ADDR.fullmatch(value)
     if plain is not None:
         scheme, user, host, port, uri_params, params = plain.groups()
-        if _plain_host(host) and (port is None or int(port) <= 65535):
-            uri = SipUri(scheme, host.lower(), user, None, None if port is None else int(port),
-                         _plain_params(uri_params) if uri_params else {})
-            return NameAddr(uri, None, _plain_params(params) if params else {})
+        uri = plain_sip_uri(scheme, user, host, port, uri_params)
+        if uri is not None:
+            return NameAddr(uri, None, plain_params(params) if params else {})
     return parse_name_addr_by_grammar(value)
 
 
@@ -233,9 +232,9 @@ def parse_via(value: str) -> Via:
     plain = _PLAIN_VIA.fullmatch(value)
     if plain is not None:
         transport, host, port, params = plain.groups()
-        if _plain_host(host) and (port is None or int(port) <= 65535):
+        if port is None or int(port) <= 65535:
             return Via(transport, host.lower(), None if port is None else int(port),
-                       _plain_params(params) if params else {})
+                       plain_params(params) if params else {})
     return parse_via_by_grammar(value)
 
 

@@ -2,7 +2,9 @@
 
 Header keys are lower-case long names (compact forms expanded on parse). Values are
 kept as written so that a proxy or a response copies them byte for byte; typed readers
-(`vias`, `from_`, `cseq` ...) parse once and cache.
+(`vias`, `from_`, `cseq` ...) parse once and cache, and so does the splitting of list
+headers: the parser, the endpoint and the registrar all read Via and Contact. Change
+headers through the methods here, which forget what was cached of the header changed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import abnf
-from .headers import CSeq, HeaderError, NameAddr, Via, parse_cseq, parse_name_addr, parse_via
+from .headers import (
+    MAX_EXPIRES,
+    CSeq,
+    HeaderError,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_int,
+    parse_name_addr,
+    parse_via,
+)
 from .uri import Uri, parse_uri
 
 HeaderList = list[tuple[str, str]]
@@ -20,7 +32,8 @@ HeaderList = list[tuple[str, str]]
 class Message:
     headers: HeaderList = field(default_factory=list)
     body: bytes = b""
-    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)  # typed views by key
+    _elements: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     # ---- raw access -------------------------------------------------------------------------
     def get(self, key: str) -> str | None:
@@ -36,11 +49,18 @@ class Message:
 
     def values(self, key: str) -> list[str]:
         """The list elements of a comma-separated header over all its lines."""
-        out: list[str] = []
-        for name, value in self.headers:
-            if name == key:
-                out.extend(abnf.split_list(value))
-        return out
+        return list(self._list_elements(key))
+
+    def _list_elements(self, key: str) -> tuple[str, ...]:
+        """`values`, split once per header and shared (hence a tuple)."""
+        elements = self._elements.get(key)
+        if elements is None:
+            out: list[str] = []
+            for name, value in self.headers:
+                if name == key:
+                    out.extend(abnf.split_list(value))
+            elements = self._elements[key] = tuple(out)
+        return elements
 
     def has(self, key: str) -> bool:
         for name, _ in self.headers:  # noqa: SIM110 - a plain loop is twice as fast as any()
@@ -50,11 +70,11 @@ class Message:
 
     def add(self, key: str, value: str) -> None:
         self.headers.append((key, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def prepend(self, key: str, value: str) -> None:
         self.headers.insert(0, (key, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def set(self, key: str, value: str) -> None:
         """Replace every line of a header by one value (kept at the first one's place)."""
@@ -65,18 +85,34 @@ class Message:
                 break
         else:
             self.headers.append((key, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def remove(self, key: str) -> None:
         self.headers = [h for h in self.headers if h[0] != key]
+        self._changed(key)
+
+    def replace_line(self, index: int, value: str, *, keep_parsed: bool = False) -> None:
+        """Rewrite the value of the header line at `index`. `keep_parsed`: the caller has
+        updated the cached typed view to match (the endpoint adding `received` to a Via)."""
+        key = self.headers[index][0]
+        self.headers[index] = (key, value)
+        self._elements.pop(key, None)
+        if not keep_parsed:
+            self._cache.pop(key, None)
+
+    def _changed(self, key: str) -> None:
         self._cache.pop(key, None)
+        self._elements.pop(key, None)
 
     # ---- typed views (raise HeaderError on a malformed value) ---------------------------------
     @property
     def vias(self) -> list[Via]:
         cached = self._cache.get("via")
         if cached is None:
-            cached = [parse_via(v) for v in self.values("via")]
+            elements = self._list_elements("via")
+            if "" in elements:
+                raise HeaderError("empty Via value")
+            cached = [parse_via(v) for v in elements]
             self._cache["via"] = cached
         return cached  # type: ignore[return-value]
 
@@ -103,8 +139,12 @@ class Message:
 
     @property
     def call_id(self) -> str | None:
+        cache = self._cache
+        if "call-id" in cache:
+            return cache["call-id"]  # type: ignore[return-value]
         value = self.get("call-id")
-        return None if value is None else value.strip()
+        call_id = cache["call-id"] = None if value is None else value.strip()
+        return call_id
 
     @property
     def cseq(self) -> CSeq | None:
@@ -122,13 +162,24 @@ class Message:
         """Contact values; a ``*`` Contact is not a name-addr: check `contact_star` first."""
         cached = self._cache.get("contact")
         if cached is None:
-            cached = [parse_name_addr(v) for v in self.values("contact")]
+            cached = [parse_name_addr(v) for v in self._list_elements("contact")]
             self._cache["contact"] = cached
         return cached  # type: ignore[return-value]
 
     @property
     def contact_star(self) -> bool:
-        return any(v == "*" for v in self.values("contact"))
+        return "*" in self._list_elements("contact")
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header's delta-seconds (RFC 3261 §20.19), None if absent."""
+        cache = self._cache
+        if "expires" in cache:
+            return cache["expires"]  # type: ignore[return-value]
+        value = self.get("expires")
+        expires = cache["expires"] = (None if value is None
+                                      else parse_int(value, "Expires", MAX_EXPIRES))
+        return expires
 
     @property
     def content_type(self) -> str | None:
@@ -201,7 +252,7 @@ def _lacks_to_tag(request: Request) -> bool:
 
 
 # Headers a response copies from its request (RFC 3261 §8.2.6.2).
-_COPIED = ("via", "from", "to", "call-id", "cseq")
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def make_response(request: Request, status: int, reason: str | None = None,

@@ -21,7 +21,6 @@ from .uri import AbsoluteUri, UriError
 
 MAX_HEADER_BYTES = 16384  # a header section larger than this is refused on streams
 MAX_MAX_FORWARDS = 255
-MAX_EXPIRES = 2**32 - 1
 MAX_CONTENT_LENGTH_DIGITS = 9
 
 
@@ -87,20 +86,23 @@ def _split_head(head: bytes) -> tuple[str, HeaderList, BadMessage | None]:
         raise Unparseable("empty message")
     defect: BadMessage | None = None
     headers: HeaderList = []
+    known = _HEADER_KEYS
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if headers:
-                key, value = headers[-1]
-                headers[-1] = (key, f"{value} {line.strip(abnf.LWS)}")
-            elif defect is None:
-                defect = BadMessage(400, "continuation line before any header")
-            continue
         name, colon, value = line.partition(":")
-        key = _HEADER_KEYS.get(name) or (_header_key(name) if colon else "")
-        if not key:
-            if defect is None:
-                defect = BadMessage(400, f"malformed header line {line[:40]!r}")
-            continue
+        key = known.get(name)
+        if key is None:  # not a usual spelling: a folded line, odd spacing or case, garbage
+            if line[:1] in (" ", "\t"):
+                if headers:
+                    key, value = headers[-1]
+                    headers[-1] = (key, f"{value} {line.strip(abnf.LWS)}")
+                elif defect is None:
+                    defect = BadMessage(400, "continuation line before any header")
+                continue
+            key = _header_key(name) if colon else ""
+            if not key:
+                if defect is None:
+                    defect = BadMessage(400, f"malformed header line {line[:40]!r}")
+                continue
         headers.append((key, value.strip(abnf.LWS)))
     return lines[0], headers, defect
 
@@ -283,9 +285,7 @@ def check_request(parsed: Parsed) -> Request:
         max_forwards = request.get("max-forwards")
         if max_forwards is not None:
             parse_int(max_forwards, "Max-Forwards", MAX_MAX_FORWARDS)
-        expires = request.get("expires")
-        if expires is not None:
-            parse_int(expires, "Expires", MAX_EXPIRES)
+        request.expires  # noqa: B018 - parse now so that a bad one is a 400
     except HeaderError as error:
         raise BadMessage(400, str(error)) from None
     return request
@@ -311,22 +311,23 @@ def _check_common(parsed: Parsed) -> None:
     if message.version != abnf.SIP_VERSION:
         raise BadMessage(505, "Version Not Supported")
     seen: set[str] = set()
+    has_via = False
     for key, _ in message.headers:
         if key in abnf.SINGLE_VALUE_HEADERS:
             if key in seen:
                 raise BadMessage(400, f"more than one {abnf.canonical_name(key)} header")
             seen.add(key)
-    if not message.has("via"):
+        elif key == "via":
+            has_via = True
+    if not has_via:
         raise BadMessage(400, "missing Via header")
     for key in _REQUIRED_SINGLE:
         if key not in seen:
             raise BadMessage(400, f"missing {abnf.canonical_name(key)} header")
     call_id = message.call_id
-    if not call_id or any(ch in call_id for ch in " \t"):
+    if not call_id or " " in call_id or "\t" in call_id:
         raise BadMessage(400, "bad Call-ID")
     try:
-        if any(not v for v in message.values("via")):
-            raise HeaderError("empty Via value")
         message.vias  # noqa: B018 - parse now so that a bad one is a 400
         message.from_  # noqa: B018
         message.to  # noqa: B018

@@ -34,14 +34,22 @@ def new_branch() -> str:
     return "z9hG4bK" + random_token()
 
 
-class Kind(enum.Enum):
+class _Enum(enum.Enum):
+    """An Enum hashed by identity, which is what its equality is. Enum's own __hash__ is a
+    Python function, called for every (kind, state, trigger) key looked up below, several
+    times per request; the identity hash is computed in C."""
+
+    __hash__ = object.__hash__
+
+
+class Kind(_Enum):
     INVITE_CLIENT = "INVITE client"  # figure 5
     NON_INVITE_CLIENT = "non-INVITE client"  # figure 6
     INVITE_SERVER = "INVITE server"  # figure 7
     NON_INVITE_SERVER = "non-INVITE server"  # figure 8
 
 
-class State(enum.Enum):
+class State(_Enum):
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -51,7 +59,7 @@ class State(enum.Enum):
     TERMINATED = "Terminated"
 
 
-class Timer(enum.Enum):
+class Timer(_Enum):
     A = "A"  # INVITE request retransmission (unreliable transports)
     B = "B"  # INVITE client timeout
     D = "D"  # INVITE client: wait for retransmitted non-2xx finals
@@ -68,7 +76,7 @@ class Timer(enum.Enum):
     TRYING_100 = "100"  # §17.2.1: 100 Trying if the TU is silent for 200 ms
 
 
-class Input(enum.Enum):
+class Input(_Enum):
     PROVISIONAL = "1xx"  # received (client) or sent by the TU (server)
     SUCCESS = "2xx"
     FAILURE = "300-699"
@@ -274,13 +282,15 @@ class ServerTransaction(Transaction):
     """Figures 7 and 8. Responses go back to `peer`, where the request came from (symmetric
     response routing, RFC 3581 §4, for every request)."""
 
-    __slots__ = ("key", "internal", "acked", "_response_bytes", "_to_tag")
+    __slots__ = ("key", "merge_key", "internal", "acked", "_response_bytes", "_to_tag")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer,
                  key: tuple[object, ...], now: float, *, internal: bool = False) -> None:
         invite = request.method == "INVITE"
         super().__init__(host, _IS if invite else _NIS, request, peer)
         self.key = key
+        # The endpoint's §8.2.2.2 key of the request, kept to forget it when this ends.
+        self.merge_key: tuple[str, str, int, str] | None = None
         self.internal = internal  # answered by the endpoint itself: the TU never hears of it
         self.acked = False  # the ACK of our 2xx has arrived
         self._response_bytes: bytes | None = None

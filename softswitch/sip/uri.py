@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote as percent_decode
 
@@ -81,13 +82,57 @@ def format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
+# The shape nearly every phone writes: sip:user@host:port;uri-params, in lower case, with no
+# password, escapes or headers. One regex reads it (groups: scheme, user, host, port,
+# params); anything else takes the full grammar. The host is the grammar's own IPv4address /
+# hostname, so nothing the grammar refuses gets through; a test holds the two paths together.
+PLAIN_SIP_URI = (
+    r"(sips?):(?:([a-zA-Z0-9\-_.!~*'()&=+$,]+)@)?"
+    rf"({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::(\d{{1,5}}))?"
+    r"((?:;[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+(?:=[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
+_PLAIN_SIP_URI = re.compile(PLAIN_SIP_URI)
+_ILLEGAL = re.compile(r'[ \t\r\n<>"]')
+
+
+def plain_sip_uri(scheme: str, user: str | None, host: str, port: str | None,
+                  params: str) -> SipUri | None:
+    """The SipUri of a PLAIN_SIP_URI match; None when its port is out of range."""
+    if port is None:
+        port_number = None
+    else:
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    return SipUri(scheme, host.lower(), user, None, port_number,
+                  plain_params(params) if params else {})
+
+
+def plain_params(text: str) -> Params:
+    """``;a=1;lr`` as matched by a plain pattern: no escapes, quotes or empty names."""
+    params: Params = {}
+    for item in text.split(";")[1:]:
+        name, eq, value = item.partition("=")
+        params[name.lower()] = value if eq else None
+    return params
+
+
 def parse_uri(text: str) -> Uri:
+    plain = _PLAIN_SIP_URI.fullmatch(text)
+    if plain is not None:
+        uri = plain_sip_uri(*plain.groups())
+        if uri is not None:
+            return uri
+    return parse_uri_by_grammar(text)
+
+
+def parse_uri_by_grammar(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0 or not abnf.SCHEME.fullmatch(text[:colon]):
         raise UriError(f"no URI scheme in {text!r}")
     scheme = text[:colon].lower()
     rest = text[colon + 1:]
-    if any(ch in rest for ch in " \t\r\n<>\""):
+    if _ILLEGAL.search(rest):
         raise UriError(f"illegal character in URI {text!r}")
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest)

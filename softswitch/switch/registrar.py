@@ -18,9 +18,8 @@ from ..config import RegistrarConfig
 from ..numbering import normalise_number
 from ..sip.digest import AuthResult, DigestAuthenticator, parse_digest
 from ..sip.events import Peer
-from ..sip.headers import HeaderError, NameAddr, parse_int
+from ..sip.headers import MAX_EXPIRES, HeaderError, NameAddr, parse_int
 from ..sip.message import Request, Response, make_response
-from ..sip.parser import MAX_EXPIRES
 from ..sip.uri import SipUri
 from ..store.store import BindingRow, Store, SubscriberCredentials
 
@@ -204,7 +203,8 @@ class Registrar:
             raise RegistrationRejected(400, "To is not a SIP address of record")
         # Syntax first (400; the endpoint has read the Contacts), then who is asking
         # (401/403), then the bindings.
-        contacts = request.contacts if not request.contact_star else []
+        star = request.contact_star
+        contacts = request.contacts if not star else []
         expires_header = self._expires_header(request)
         try:
             aor = normalise_number(to.uri.user_text or "")
@@ -217,7 +217,7 @@ class Registrar:
         cseq = request.cseq.number if request.cseq else 0
         now = self.clock()
 
-        if request.contact_star:
+        if star:
             if expires_header != 0 or len(request.values("contact")) != 1:
                 raise RegistrationRejected(400, "Contact: * needs Expires: 0 and no other Contact")
             if any(b.call_id == call_id and b.cseq >= cseq for b in current.values()):
@@ -257,9 +257,9 @@ class Registrar:
             # exactly like a wrong password, so that a stranger learns nothing from the answer.
             if subscriber is None or subscriber.sim != "voice" or params.username != aor:
                 raise RegistrationRejected(403, "Forbidden")
+            # An empty HA1 (no such password stored) is refused by verify like a missing one.
             ha1s = {"MD5": subscriber.ha1_md5, "SHA-256": subscriber.ha1_sha256}
-            result = self.authenticator.verify(
-                params, request.method, {a: h for a, h in ha1s.items() if h}, now)
+            result = self.authenticator.verify(params, request.method, ha1s, now)
             if result is AuthResult.OK:
                 return
             if result is AuthResult.STALE:
@@ -270,11 +270,8 @@ class Registrar:
         raise RegistrationRejected(401, "Unauthorized", challenge)
 
     def _expires_header(self, request: Request) -> int | None:
-        value = request.get("expires")
-        if value is None:
-            return None
         try:
-            return parse_int(value, "Expires", MAX_EXPIRES)
+            return request.expires  # read once, by the endpoint's checks
         except HeaderError as error:
             raise RegistrationRejected(400, str(error)) from None
 
