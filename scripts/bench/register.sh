@@ -10,6 +10,9 @@
 # Kamailio keeps bindings in memory. Prints registrations/s, failures, server CPU per
 # registration (from /proc), and checks the bindings are in softswitch's store.
 # SIPp and the servers share this machine's cores.
+#
+#   REGISTER_PROFILE=1 scripts/bench/register.sh ...   also py-spy softswitch for 8 s of the
+#                                                       run and print its CPU per thread
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-5000}
@@ -41,6 +44,10 @@ cpu_ticks() {  # user+system ticks of the given processes
         total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
     done
     echo "$total"
+}
+
+thread_ticks() {  # "thread-id user system" of each thread of process $1
+    for task in /proc/"$1"/task/*; do echo "${task##*/} $(awk '{print $14, $15}' "$task/stat")"; done
 }
 
 # drive NAME PORT PID... : run the SIPp load against PORT, report with CPU of the PIDs.
@@ -89,7 +96,19 @@ SERVER=$!
 PIDS+=("$SERVER")
 for _ in $(seq 600); do grep -q "listening on" "$WORK/stdout" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$WORK/stdout" || { cat "$WORK/server.log"; exit 1; }
+if [ -n "${REGISTER_PROFILE:-}" ]; then
+    thread_ticks "$SERVER" > "$WORK/threads-before"
+    (sleep 3 && .venv/bin/py-spy record --nonblocking --format raw --duration 8 --pid "$SERVER" \
+        --output "$WORK/profile.txt" > /dev/null 2>&1) &
+    PIDS+=("$!")
+fi
 drive softswitch "$PORT" "$SERVER"
+if [ -n "${REGISTER_PROFILE:-}" ]; then
+    thread_ticks "$SERVER" | join -a 1 - "$WORK/threads-before" | awk -v hz="$(getconf CLK_TCK)" \
+        '{printf "thread %s: %.2f s user, %.2f s system during the run\n", $1, ($2 - $4) / hz, ($3 - $5) / hz}'
+    wait "${PIDS[-1]}" 2>/dev/null || true
+    $PY scripts/bench/profile_summary.py "$WORK/profile.txt"
+fi
 kill "$SERVER"
 wait "$SERVER" 2>/dev/null || true
 $PY -c "import sqlite3,sys; print('softswitch bindings in the store after the run:', sqlite3.connect(sys.argv[1]).execute('select count(*) from registrations').fetchone()[0], 'of', sys.argv[2], 'users')" "$WORK/bench.db" "$USERS"
