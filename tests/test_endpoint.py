@@ -552,3 +552,40 @@ def test_a_stateless_challenge_leaves_no_transaction_and_is_sent_again() -> None
         (output,) = endpoint.outputs()
         assert isinstance(output, Transmit) and output.data.startswith(b"SIP/2.0 401 ")
         assert endpoint.stats.transactions == 0 and endpoint.get_timer() is None
+
+
+def test_identical_datagrams_are_absorbed_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under overload every request is sent again; a byte-identical copy is matched by its
+    datagram's digest, unparsed, in every state of its transaction, and not after it ends."""
+    endpoint = SipEndpoint()
+    original = request_bytes("REGISTER")
+    transaction = server_transaction(endpoint, original, 0.0)
+
+    import softswitch.sip.endpoint as endpoint_module
+
+    real_parse = endpoint_module.parse_datagram
+
+    def refuse(data: bytes) -> object:
+        raise AssertionError("a repeat was parsed")
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", refuse)
+    endpoint.receive_datagram(original, UDP, 0.4)  # Trying: nothing to resend yet
+    assert events(endpoint) == [] and sent(endpoint) == []
+    answer(endpoint, transaction, 200, 0.5)
+    assert first_lines(endpoint) == ["SIP/2.0 200 OK"]
+    endpoint.receive_datagram(original, NAT, 1.0)  # Completed: the answer again, to the copy
+    assert [o.peer for o in endpoint.outputs() if isinstance(o, Transmit)] == [NAT]
+    assert events(endpoint) == [] and endpoint.stats.retransmissions_absorbed == 2
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", real_parse)
+    respaced = original.replace(b"Max-Forwards: 70", b"Max-Forwards:  70")
+    endpoint.receive_datagram(respaced, UDP, 1.5)  # other bytes, same branch: still a repeat
+    assert first_lines(endpoint) == ["SIP/2.0 200 OK"] and events(endpoint) == []
+
+    run(endpoint, 100.0)  # timer J ends the transaction
+    assert endpoint.stats.transactions == 0
+    endpoint.receive_datagram(original, UDP, 100.0)  # the same bytes now start anew
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.transaction is not transaction
+

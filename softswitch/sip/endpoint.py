@@ -18,10 +18,15 @@ Policies:
   `RequestReceived(ack, transaction=None)`, later ones are absorbed.
 - Requests sent without a Via get ours (`sent_by`, the peer's transport, a fresh branch and
   `rport`); a request that has a Via keeps it (a CANCEL carries its INVITE's).
+- A UDP datagram identical, byte for byte, to the one that opened a live server transaction
+  is that request's retransmission (phones and SIPp resend the same bytes): it is matched by
+  a digest of the datagram before any parsing. Under overload, when answers come later than
+  T1 and every request is sent again, a repeat then costs a hash, not a parse.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -100,16 +105,25 @@ class SipEndpoint:
         # that ACK has a branch of its own, so it is matched like this.
         self._accepted: dict[tuple[str, str | None, int], ServerTransaction] = {}
         self._framers: dict[int | None, StreamFramer] = {}
+        # Server transactions by the digest of the datagram that opened them.
+        self._by_datagram: dict[bytes, ServerTransaction] = {}
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
         """One UDP datagram: one message; octets after its Content-Length are ignored."""
         self.stats.received += 1
+        digest = _datagram_digest(data)
+        repeated = self._by_datagram.get(digest)
+        if repeated is not None:
+            repeated.receive_retransmission(peer)
+            self.stats.retransmissions_absorbed += 1
+            return
         try:
             parsed = parse_datagram(data)
         except Unparseable:
             self.stats.dropped += 1
             return
+        parsed.datagram_digest = digest
         self._receive(parsed, peer, now, too_big=len(data) > self.max_message_size)
 
     def receive_stream(self, data: bytes, peer: Peer, now: float) -> None:
@@ -232,6 +246,9 @@ class SipEndpoint:
         merge_key = transaction.merge_key
         if merge_key is not None and self._merge.get(merge_key) is transaction:
             del self._merge[merge_key]
+        digest = transaction.datagram_digest
+        if digest is not None and self._by_datagram.get(digest) is transaction:
+            del self._by_datagram[digest]
         if transaction.kind is Kind.INVITE_SERVER:  # only those wait for an ACK of a 2xx
             ack_key = _ack_key(transaction.request)
             if ack_key is not None and self._accepted.get(ack_key) is transaction:
@@ -271,18 +288,19 @@ class SipEndpoint:
             return
         if via is not None:
             _fill_via(request, via, peer)
+        digest = parsed.datagram_digest
         if defect is not None:
-            self._reject(request, key, peer, defect.status, defect.reason, now)
+            self._reject(request, key, peer, defect.status, defect.reason, now, digest)
             return
         assert key is not None  # a request that passed the checks has all the key needs
         if method == "CANCEL":
-            self._receive_cancel(request, key, via, peer, now)
+            self._receive_cancel(request, key, via, peer, now, digest)
             return
         merge_key = _merge_key(request)
         if merge_key is not None and merge_key in self._merge:
-            self._reject(request, key, peer, 482, "merged request", now)
+            self._reject(request, key, peer, 482, "merged request", now, digest)
             return
-        transaction = self._new_server(request, key, peer, now)
+        transaction = self._new_server(request, key, peer, now, digest)
         if merge_key is not None:
             self._merge[merge_key] = transaction
             transaction.merge_key = merge_key
@@ -312,21 +330,21 @@ class SipEndpoint:
             self.stats.retransmissions_absorbed += 1
 
     def _receive_cancel(self, cancel: Request, key: ServerKey, via: Via | None, peer: Peer,
-                        now: float) -> None:
+                        now: float, digest: bytes | None) -> None:
         """§9.2: the CANCEL is answered here; the TU hears of it only if its INVITE is still
         unanswered."""
         invite_key = _server_key(cancel, via, "INVITE")
         invite = None if invite_key is None else self._server.get(invite_key)
         if invite is None or invite.kind is not Kind.INVITE_SERVER:
-            self._reject(cancel, key, peer, 481, "no transaction to cancel", now)
+            self._reject(cancel, key, peer, 481, "no transaction to cancel", now, digest)
             return
-        transaction = self._new_server(cancel, key, peer, now, internal=True)
+        transaction = self._new_server(cancel, key, peer, now, digest, internal=True)
         transaction.respond(make_response(cancel, 200, to_tag=invite.to_tag), now)
         if not invite.answered:
             self._events.append(CancelReceived(cancel, invite))
 
     def _reject(self, request: Request, key: ServerKey | None, peer: Peer, status: int,
-                detail: str, now: float) -> None:
+                detail: str, now: float, digest: bytes | None = None) -> None:
         """Answer `status` ourselves: in a transaction so that retransmissions get the same
         answer, or statelessly when the request is too broken to key one."""
         headers = [("warning", f"399 softswitch {abnf.quote(_printable(detail))}")]
@@ -337,14 +355,18 @@ class SipEndpoint:
             response = make_response(request, status, to_tag=random_token(6), headers=headers)
             self._outputs.append(Transmit(peer, response.to_bytes()))
             return
-        transaction = self._new_server(request, key, peer, now, internal=True)
+        transaction = self._new_server(request, key, peer, now, digest, internal=True)
         transaction.respond(make_response(request, status, to_tag=transaction.to_tag,
                                           headers=headers), now)
 
-    def _new_server(self, request: Request, key: ServerKey, peer: Peer, now: float, *,
-                    internal: bool = False) -> ServerTransaction:
+    def _new_server(self, request: Request, key: ServerKey, peer: Peer, now: float,
+                    digest: bytes | None, *, internal: bool = False) -> ServerTransaction:
+        """`digest`: of the datagram the request came in, whose repeats this absorbs."""
         transaction = ServerTransaction(self, request, peer, key, now, internal=internal)
         self._server[key] = transaction
+        if digest is not None:
+            transaction.datagram_digest = digest
+            self._by_datagram[digest] = transaction
         self.stats.transactions += 1
         return transaction
 
@@ -470,6 +492,11 @@ def _fill_via(request: Request, via: Via, peer: Peer) -> None:
     elements[0] = f"{top};received={source}"
     via.params["received"] = source
     request.replace_line(index, ", ".join(elements), keep_parsed=True)
+
+
+def _datagram_digest(data: bytes) -> bytes:
+    """128 bits: no two different datagrams share one, even if a sender tried."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _printable(text: str, limit: int = 120) -> str:

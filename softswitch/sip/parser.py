@@ -41,6 +41,7 @@ class BadMessage(ValueError):
 class Parsed:
     message: Request | Response
     defect: BadMessage | None  # the first grammar defect found while reading
+    datagram_digest: bytes | None = None  # set by the endpoint for a UDP datagram
 
 
 def parse_datagram(data: bytes) -> Parsed:

@@ -282,7 +282,8 @@ class ServerTransaction(Transaction):
     """Figures 7 and 8. Responses go back to `peer`, where the request came from (symmetric
     response routing, RFC 3581 §4, for every request)."""
 
-    __slots__ = ("key", "merge_key", "internal", "acked", "_response_bytes", "_to_tag")
+    __slots__ = ("key", "merge_key", "datagram_digest", "internal", "acked", "_response_bytes",
+                 "_to_tag")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer,
                  key: tuple[object, ...], now: float, *, internal: bool = False) -> None:
@@ -291,6 +292,7 @@ class ServerTransaction(Transaction):
         self.key = key
         # The endpoint's §8.2.2.2 key of the request, kept to forget it when this ends.
         self.merge_key: tuple[str, str, int, str] | None = None
+        self.datagram_digest: bytes | None = None  # the endpoint's key of its UDP repeats
         self.internal = internal  # answered by the endpoint itself: the TU never hears of it
         self.acked = False  # the ACK of our 2xx has arrived
         self._response_bytes: bytes | None = None
