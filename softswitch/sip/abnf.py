@@ -23,9 +23,10 @@ USER = re.compile(rf"(?:[{UNRESERVED}&=+$,;?/]|{ESCAPED})+")
 PASSWORD = re.compile(rf"(?:[{UNRESERVED}&=+$,]|{ESCAPED})*")
 HOSTNAME = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*"
                       r"[a-zA-Z](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.?")
-IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+# Digits are ASCII everywhere: \d would also match other scripts' digits, which int() reads.
+IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 IPV6_REFERENCE = re.compile(r"\[[0-9a-fA-F:.]+\]")
-PORT = re.compile(r"\d{1,5}")
+PORT = re.compile(r"[0-9]{1,5}")
 # paramchar = param-unreserved / unreserved / escaped; param-unreserved = [ ] / : & + $
 PARAMCHARS = re.compile(rf"(?:[{UNRESERVED}\[\]/:&+$]|{ESCAPED})+")
 # hname/hvalue characters: hnv-unreserved = [ ] / ? : + $
@@ -33,8 +34,8 @@ HCHARS = re.compile(rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})*")
 SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+\-.]*")
 
 # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each, no LWS in the URI.
-REQUEST_LINE = re.compile(rf"([{TOKEN_CHARS}]+) (\S+) (SIP/\d+\.\d+)")
-STATUS_LINE = re.compile(r"(SIP/\d+\.\d+) (\d{3})(?: (.*))?", re.DOTALL)
+REQUEST_LINE = re.compile(rf"([{TOKEN_CHARS}]+) (\S+) (SIP/[0-9]+\.[0-9]+)")
+STATUS_LINE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?", re.DOTALL)
 SIP_VERSION = "SIP/2.0"
 
 # quoted-string with quoted-pairs (any octet but CR/LF may be escaped)

@@ -166,7 +166,7 @@ _PLAIN_NAME_ADDR = re.compile(
     rf"<{PLAIN_SIP_URI}>((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
 _PLAIN_VIA = re.compile(
-    rf"SIP/2\.0/([A-Z]+) ({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::(\d{{1,5}}))?"
+    rf"SIP/2\.0/([A-Z]+) ({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::([0-9]{{1,5}}))?"
     r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
 

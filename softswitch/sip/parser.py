@@ -90,7 +90,7 @@ def _split_head(head: bytes) -> tuple[str, HeaderList, BadMessage | None]:
     known = _HEADER_KEYS
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        key = known.get(name)
+        key = known.get(name) if colon else None
         if key is None:  # not a usual spelling: a folded line, odd spacing or case, garbage
             if line[:1] in (" ", "\t"):
                 if headers:

@@ -88,7 +88,7 @@ def format_params(params: Params) -> str:
 # hostname, so nothing the grammar refuses gets through; a test holds the two paths together.
 PLAIN_SIP_URI = (
     r"(sips?):(?:([a-zA-Z0-9\-_.!~*'()&=+$,]+)@)?"
-    rf"({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::(\d{{1,5}}))?"
+    rf"({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::([0-9]{{1,5}}))?"
     r"((?:;[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+(?:=[a-zA-Z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
 )
 _PLAIN_SIP_URI = re.compile(PLAIN_SIP_URI)
