@@ -727,8 +727,8 @@ def _read_media(node: _Node, path: str) -> MediaConfig:
                 "language": _choice("ja", "en"),
                 "prompts_dir": _existing_directory,
                 "silence": _choice("suppress", "send"),
-                # above 300 s a keepalive no longer keeps a NAT binding; likely a unit mistake
-                "keepalive_seconds": _seconds(300),
+                # at most 25 s: phones, SBCs and relays end calls after 30-60 s without RTP
+                "keepalive_seconds": _seconds(25),
             }
         )
     )

@@ -30,13 +30,14 @@ serve more calls on time. Ticks without a packet still advance the RTP timestamp
 stay contiguous, as RFC 3550 wants for loss detection; and the first packet after a pause
 carries the marker bit (RFC 3551 §4.1: first packet of a talkspurt), so the peer's jitter
 buffer resynchronises there instead of counting the pause as lateness. The keepalive is a
-one-packet talkspurt: it keeps the caller's NAT binding open and the RTP-inactivity timers of
-phones and SBCs from ending a call while the caller thinks. No comfort-noise payload is sent
-(none is negotiated); the peer plays its own silence. `send` keeps a packet every 20 ms for the
-whole call, silence between prompts, for media relays and gateways that need a continuous
-stream. Either way, nothing is sent while the SDP forbids it (a=recvonly/inactive in our
-answer, e.g. on hold, or no address yet): the RTP timestamp still advances, and the next
-packet carries the marker bit.
+one-packet talkspurt: it keeps the RTP-inactivity timers of phones, SBCs and media relays
+from ending a call while the caller thinks, and a relay's latch on our address (the caller's
+own NAT binding is refreshed by the caller's packets, RFC 4787 REQ-6). No comfort-noise
+payload is sent (none is negotiated); the peer plays its own silence. `send` keeps a packet
+every 20 ms for the whole call, silence between prompts, for media relays and gateways that
+need a continuous stream. Either way, nothing is sent while the SDP forbids it
+(a=recvonly/inactive in our answer, e.g. on hold, or no address yet): the RTP timestamp
+still advances, and the next packet carries the marker bit.
 """
 
 from __future__ import annotations
