@@ -8,6 +8,8 @@
 #   IVR_PIN=1 ...        the server alone on CPU 0, SIPp and tcpdump on CPU 1 (default: shared)
 #   IVR_AUDIO=call ...   callers send G.711 silence all call long, not only between their keys
 #   IVR_NICE=-10 ...     the server at that nice value
+#   IVR_REALTIME=10 ...  the server under SCHED_RR at that priority (chrt --rr 10), as a media
+#                        server is run in production (systemd CPUSchedulingPolicy=rr)
 #   IVR_KEEP_CAPTURE=1   keep each step's RTP capture (about 80 MB at 1,000 calls)
 #
 # This machine may be shared: before each step ivr_step.py waits until other processes use
@@ -99,6 +101,7 @@ OPTIONS=()
 [ -z "${IVR_PROFILE:-}" ] || OPTIONS+=(--profile)
 [ -z "${IVR_PIN:-}" ] || OPTIONS+=(--pin)
 [ -z "${IVR_NICE:-}" ] || OPTIONS+=(--nice "$IVR_NICE")
+[ -z "${IVR_REALTIME:-}" ] || OPTIONS+=(--realtime "$IVR_REALTIME")
 
 echo
 echo "| calls | held at once | completed / failed | digits lost | server CPU: peak (system) / busiest 2 s | SIPp CPU (peak) | RSS per call | RTP packets per call | send gap p50 / p99 / max (peak) | send gap p99 / max (whole step) | talkspurt start p99 / max |"

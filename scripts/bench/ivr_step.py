@@ -365,8 +365,13 @@ def pin(args: argparse.Namespace, cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if args.pin else []
 
 
-def niceness(args: argparse.Namespace) -> list[str]:
-    """With --nice N: the server at that scheduling priority (negative: ahead of SIPp)."""
+def priority(args: argparse.Namespace) -> list[str]:
+    """With --nice N: the server at that nice value (negative: ahead of SIPp). With
+    --realtime N: under the round-robin real-time policy at priority N, as an operator runs a
+    media server (`CPUSchedulingPolicy=rr` in its systemd unit): it then runs whenever it is
+    ready, ahead of every ordinary process such as SIPp."""
+    if args.realtime:
+        return ["chrt", "--rr", str(args.realtime)]
     return ["nice", "-n", str(args.nice)] if args.nice else []
 
 
@@ -398,7 +403,7 @@ def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
     running: list[subprocess.Popen[bytes]] = []
     try:
         with open(work / "server.stdout", "wb") as out, open(work / "server.log", "wb") as err:
-            server = subprocess.Popen([*pin(args, 0), *niceness(args), str(softswitch), "run",
+            server = subprocess.Popen([*pin(args, 0), *priority(args), str(softswitch), "run",
                                        "--config", str(config)],
                                       stdout=out, stderr=err, cwd=work)
         running.append(server)
@@ -506,6 +511,8 @@ def main() -> None:
     parser.add_argument("--patience", type=float, default=600.0,
                         help="seconds to wait for other processes to go quiet first")
     parser.add_argument("--nice", type=int, default=0, help="the server's nice value")
+    parser.add_argument("--realtime", type=int, default=0,
+                        help="the server's SCHED_RR priority (1-99; 0: ordinary scheduling)")
     parser.add_argument("--profile", action="store_true", help="py-spy the server at the peak")
     result = run(parser.parse_args())
     print(json.dumps(asdict(result)))
