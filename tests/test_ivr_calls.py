@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -675,6 +676,66 @@ async def test_suppress_policy_sends_the_clip_then_only_keepalives() -> None:
     assert abs(pause / 8000 - (talkspurt[0].at - keepalives[-1].at)) < 0.05
     assert talkspurt[1].timestamp == talkspurt[0].timestamp + 160
     assert len(packets) == 15  # nothing else: no keepalive yet after the second clip
+
+
+async def test_suppress_policy_tick_by_tick_through_hold_and_a_stalled_loop() -> None:
+    """The clock's ticks called one by one (no wall clock): PCMA keepalives, nothing on hold,
+    a keepalive at once on resume (the pause was longer than the interval), and ticks the loop
+    missed counting towards the interval; timestamps always on the 20 ms grid."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(1.0)
+        base = free_udp_pair()
+        engine = RtpEngine("127.0.0.1", base, base + 1, keepalive_seconds=0.1)  # 5 ticks
+        stream = engine.open_stream()
+        assert stream is not None
+        stream.start(RtpSession(7, 8, None, sink.getsockname(), initial_sequence=100,
+                                initial_timestamp=0), Codec.PCMA, sending=True)
+        sent: list[tuple[int, bytes, bool, int, int]] = []  # tick, first octet, marker, seq, ts
+        tick = 0
+
+        def ticks(count: int, *, missed: bool = False) -> None:
+            nonlocal tick
+            for _ in range(count):
+                tick += 1
+                if missed:
+                    stream._skip()
+                else:
+                    stream._send_next()
+
+        def arrived() -> None:
+            sink.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    data = sink.recv(2048)
+                    first, second, sequence, timestamp = struct.unpack_from("!BBHI", data)
+                    assert first == 0x80 and second & 0x7F == 8 and len(data) == 12 + 160
+                    sent.append((timestamp // 160, data[12], bool(second & 0x80), sequence,
+                                 timestamp % 160))
+            sink.setblocking(True)
+
+        try:
+            ticks(5)  # quiet: the 5th tick is a keepalive
+            stream.update(None, sending=False)  # hold
+            ticks(7)
+            stream.update(sink.getsockname(), sending=True)  # resume
+            ticks(1)  # quiet for 8 ticks already: a keepalive now
+            ticks(5, missed=True)  # the loop stalled: those ticks count as quiet too
+            ticks(1)
+            assert stream.play([[b"\x11" * 160, b"\x12" * 160]]).done() is False
+            ticks(2)
+            time.sleep(0.05)
+            arrived()
+        finally:
+            stream.close()
+            engine.close()
+    silence = Codec.PCMA.silence(1)[0]
+    assert silence == 0xD5
+    # (tick index from 0, first payload octet, marker, sequence, timestamp off the grid)
+    assert sent == [(4, silence, True, 100, 0), (12, silence, True, 101, 0),
+                    (18, silence, True, 102, 0),
+                    (19, 0x11, False, 103, 0),  # right after the keepalive: no pause, no mark
+                    (20, 0x12, False, 104, 0)]
 
 
 async def test_rtp_engine_refuses_an_unknown_policy() -> None:
