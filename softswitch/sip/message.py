@@ -9,7 +9,9 @@ headers through the methods here, which forget what was cached of the header cha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import abnf
 from .headers import (
@@ -26,6 +28,7 @@ from .headers import (
 from .uri import Uri, parse_uri
 
 HeaderList = list[tuple[str, str]]
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True, eq=False)
@@ -121,41 +124,30 @@ class Message:
         vias = self.vias
         return vias[0] if vias else None
 
-    def _name_addr(self, key: str) -> NameAddr | None:
-        if key in self._cache:
-            return self._cache[key]  # type: ignore[return-value]
+    def _single(self, key: str, read: Callable[[str], _T]) -> _T | None:
+        """A single-valued header read by `read`, once (None, also cached, when absent)."""
+        cache = self._cache
+        if key in cache:
+            return cache[key]  # type: ignore[return-value]
         value = self.get(key)
-        parsed = None if value is None else parse_name_addr(value)
-        self._cache[key] = parsed
+        parsed = cache[key] = None if value is None else read(value)
         return parsed
 
     @property
     def from_(self) -> NameAddr | None:
-        return self._name_addr("from")
+        return self._single("from", parse_name_addr)
 
     @property
     def to(self) -> NameAddr | None:
-        return self._name_addr("to")
+        return self._single("to", parse_name_addr)
 
     @property
     def call_id(self) -> str | None:
-        cache = self._cache
-        if "call-id" in cache:
-            return cache["call-id"]  # type: ignore[return-value]
-        value = self.get("call-id")
-        call_id = cache["call-id"] = None if value is None else value.strip()
-        return call_id
+        return self._single("call-id", str.strip)
 
     @property
     def cseq(self) -> CSeq | None:
-        cached = self._cache.get("cseq")
-        if cached is None:
-            value = self.get("cseq")
-            if value is None:
-                return None
-            cached = parse_cseq(value)
-            self._cache["cseq"] = cached
-        return cached  # type: ignore[return-value]
+        return self._single("cseq", parse_cseq)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -173,13 +165,7 @@ class Message:
     @property
     def expires(self) -> int | None:
         """The Expires header's delta-seconds (RFC 3261 §20.19), None if absent."""
-        cache = self._cache
-        if "expires" in cache:
-            return cache["expires"]  # type: ignore[return-value]
-        value = self.get("expires")
-        expires = cache["expires"] = (None if value is None
-                                      else parse_int(value, "Expires", MAX_EXPIRES))
-        return expires
+        return self._single("expires", _read_expires)
 
     @property
     def content_type(self) -> str | None:
@@ -249,6 +235,10 @@ def _lacks_to_tag(request: Request) -> bool:
     except HeaderError:
         return False  # a To we cannot read is copied as it is
     return to is not None and to.tag is None
+
+
+def _read_expires(value: str) -> int:
+    return parse_int(value, "Expires", MAX_EXPIRES)
 
 
 # Headers a response copies from its request (RFC 3261 §8.2.6.2).
