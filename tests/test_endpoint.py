@@ -259,6 +259,18 @@ def test_received_only_when_the_host_differs() -> None:
     assert [v.host for v in other.request.vias] == ["pc33.example.com", "proxy"]
 
 
+@pytest.mark.parametrize("old", ['received="a;b"', "received", "Received = 10.9.9.9 "])
+def test_an_old_received_is_replaced_whole(old: str) -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes(
+        "OPTIONS", branch="", via=f"SIP/2.0/UDP h;{old};branch=z9hG4bKq, SIP/2.0/UDP g"),
+        0.0, NAT)
+    assert transaction.request.get("via") == \
+        "SIP/2.0/UDP h;branch=z9hG4bKq;received=203.0.113.7, SIP/2.0/UDP g"
+    assert transaction.request.values("via") == [
+        "SIP/2.0/UDP h;branch=z9hG4bKq;received=203.0.113.7", "SIP/2.0/UDP g"]
+
+
 def test_rport_with_same_host_still_gets_received() -> None:
     endpoint = SipEndpoint()
     transaction = server_transaction(endpoint, request_bytes(

@@ -74,7 +74,10 @@ ServerKey = tuple[object, ...]
 DEFAULT_TIMERS = Timers()
 _AWAITING = (State.CALLING, State.TRYING, State.PROCEEDING)  # a client still without final
 _RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
-_RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
+# An old `received` of the top Via, with or without a value, quoted or not (the grammar
+# reads a quoted-string there as a generic-param), to be replaced by ours.
+_RECEIVED = re.compile(r';\s*received\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^;"]*))?(?=;|$)',
+                       re.IGNORECASE)
 
 
 @dataclass(slots=True)
