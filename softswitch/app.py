@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import signal
 from dataclasses import dataclass
 
 from .config import Config
-from .net.transports import SipStack
+from .net.transports import MAX_TCP_CONNECTIONS, SipStack
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
 from .store.store import Store
@@ -21,6 +22,7 @@ from .switch.registrar import BindingWriter, Registrar
 log = logging.getLogger("softswitch")
 
 MAX_SWEEP_INTERVAL = 30.0  # seconds between removals of expired bindings, at most
+SPARE_FILES = 64  # the store, logs, listening sockets and the like
 
 
 @dataclass(slots=True)
@@ -101,8 +103,31 @@ async def _sweep(registrar: Registrar, interval: float) -> None:
             log.info("removed %d expired bindings", removed)
 
 
+def raise_open_file_limit(config: Config) -> int:
+    """Every call holds a UDP socket: lift the soft limit on open files (often 1,024) to the
+    hard limit, and warn when even that is short of what the RTP port range and the TCP
+    connections may take. Returns the soft limit now in force."""
+    needed = (config.media.rtp_port_max - config.media.rtp_port_min + 1 + MAX_TCP_CONNECTIONS
+              + SPARE_FILES)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if wanted > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+                soft = wanted
+            except (ValueError, OSError) as error:
+                log.warning("could not raise the open-file limit to %d: %s", wanted, error)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("open-file limit %d is below the %d that %d RTP ports and %d TCP "
+                    "connections may need: raise it (systemd LimitNOFILE, ulimit -n)", soft,
+                    needed, needed - MAX_TCP_CONNECTIONS - SPARE_FILES, MAX_TCP_CONNECTIONS)
+    return soft
+
+
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then close cleanly."""
+    raise_open_file_limit(config)
     server = await start(config)
     for line in server.listening:
         print(f"softswitch listening on {line}", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -79,6 +80,7 @@ class ServerProcess:
     sip_overrides: dict[str, object] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
+    open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
 
     def start(self) -> ServerProcess:
         self.config = write_config(self.directory, self.port, **self.sip_overrides)
@@ -87,7 +89,8 @@ class ServerProcess:
         stdout = open(stdout_path, "w")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "softswitch.cli", "run", "--config", str(self.config)],
-            stdout=stdout, stderr=self.log, text=True, env=python_env())
+            stdout=stdout, stderr=self.log, text=True, env=python_env(),
+            preexec_fn=None if self.open_files is None else self._limit_open_files)
         stdout.close()
         deadline = time.monotonic() + 30
         while stdout_path.read_text().count("listening on") < 2:
@@ -97,6 +100,10 @@ class ServerProcess:
                 raise RuntimeError(f"softswitch did not start:\n{self.log_text()[-3000:]}")
             time.sleep(0.05)
         return self
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def stop(self, sig: int = 15) -> int:
         assert self.process is not None

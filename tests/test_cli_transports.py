@@ -144,3 +144,46 @@ def test_debug_trace_hides_digest_responses(tmp_path: Path) -> None:
         server.stop()
     log = server.log_text()
     assert "SIP from udp" in log and secret not in log
+
+
+def _soft_open_files(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-file limit in /proc")
+
+
+def test_run_lifts_the_open_file_limit_for_its_rtp_ports(tmp_path: Path) -> None:
+    """A soft limit of 256 would stop calls at about 250; the server lifts it as far as the
+    RTP port range and TCP connections need, and warns when the hard limit is in the way."""
+    import resource
+
+    from softswitch.app import SPARE_FILES
+    from softswitch.config import parse_config
+    from softswitch.net.transports import MAX_TCP_CONNECTIONS
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 8192:
+        pytest.skip(f"hard open-file limit {hard} leaves no room to test")
+    roomy = ServerProcess(tmp_path / "roomy", open_files=(256, hard))
+    (tmp_path / "roomy").mkdir()
+    roomy.start()
+    try:
+        assert roomy.process is not None and roomy.config is not None
+        media = parse_config(roomy.config.read_text()).media
+        needed = (media.rtp_port_max - media.rtp_port_min + 1 + MAX_TCP_CONNECTIONS
+                  + SPARE_FILES)
+        assert _soft_open_files(roomy.process.pid) == needed
+    finally:
+        roomy.stop()
+    assert "open-file limit" not in roomy.log_text()
+
+    (tmp_path / "cramped").mkdir()
+    cramped = ServerProcess(tmp_path / "cramped", open_files=(256, 512))
+    cramped.start()
+    try:
+        assert cramped.process is not None
+        assert _soft_open_files(cramped.process.pid) == 512
+    finally:
+        cramped.stop()
+    assert f"open-file limit 512 is below the {needed}" in cramped.log_text()
