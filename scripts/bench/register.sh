@@ -98,7 +98,7 @@ for _ in $(seq 600); do grep -q "listening on" "$WORK/stdout" 2>/dev/null && bre
 grep -q "listening on" "$WORK/stdout" || { cat "$WORK/server.log"; exit 1; }
 if [ -n "${REGISTER_PROFILE:-}" ]; then
     thread_ticks "$SERVER" > "$WORK/threads-before"
-    (sleep 3 && .venv/bin/py-spy record --nonblocking --format raw --duration 8 --pid "$SERVER" \
+    (sleep 3 && .venv/bin/py-spy record --nonblocking --rate 400 --format raw --duration 8 --pid "$SERVER" \
         --output "$WORK/profile.txt" > /dev/null 2>&1) &
     PIDS+=("$!")
 fi
