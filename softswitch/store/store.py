@@ -323,10 +323,9 @@ class SqliteBindingJournal:
     """Binding writes to a SQLite file on a thread of their own: one call per batch.
 
     The thread must win the GIL back after every SQLite statement, and under load the event
-    loop holds it for up to the switch interval (5 ms) each time: a batch written row by row
-    (executemany) then took 300 ms, answers came later than T1 and every phone sent its
-    REGISTER again. So a batch is a few statements: one DELETE and one multi-row INSERT per
-    chunk of rows."""
+    loop holds it for up to the switch interval (5 ms) each time; a batch written row by row
+    (executemany) waited for that once per row. So a batch is a few statements: one DELETE
+    and one multi-row INSERT per chunk of rows."""
 
     def __init__(self, path: str) -> None:
         self._path = path
