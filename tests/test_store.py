@@ -300,7 +300,7 @@ async def test_write_bindings_replaces_each_listed_aor_as_a_group(provisioned: S
 
 
 async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
-    numbers = [f"090{index:08d}" for index in range(1200)]
+    numbers = [f"090{index:08d}" for index in range(1250)]  # full and partial INSERT chunks
     async with store.engine.begin() as connection:
         await connection.execute(
             insert(subscribers),
@@ -310,6 +310,7 @@ async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
     await store.write_bindings({n: [] for n in numbers[:700]})
     loaded = await store.load_bindings(NOW)
     assert sorted(loaded) == numbers[700:]
+    assert all(loaded[n] == [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers[700:])
 
 
 async def test_expired_bindings_are_dropped_on_load(provisioned: Store) -> None:
