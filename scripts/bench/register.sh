@@ -13,6 +13,7 @@
 #
 #   REGISTER_PROFILE=1 scripts/bench/register.sh ...   also py-spy softswitch for 8 s of the
 #                                                       run and print its CPU per thread
+#                                                       (.venv/bin/pip install py-spy first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-5000}
