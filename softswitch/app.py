@@ -103,10 +103,10 @@ async def _sweep(registrar: Registrar, interval: float) -> None:
             log.info("removed %d expired bindings", removed)
 
 
-def raise_open_file_limit(config: Config) -> int:
-    """Every call holds a UDP socket: lift the soft limit on open files (often 1,024) to the
-    hard limit, and warn when even that is short of what the RTP port range and the TCP
-    connections may take. Returns the soft limit now in force."""
+def raise_open_file_limit(config: Config) -> None:
+    """Every call holds a UDP socket: lift the soft limit on open files (often 1,024) as far
+    as the RTP port range and the TCP connections may need, up to the hard limit, and warn
+    when that is short."""
     needed = (config.media.rtp_port_max - config.media.rtp_port_min + 1 + MAX_TCP_CONNECTIONS
               + SPARE_FILES)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -122,7 +122,6 @@ def raise_open_file_limit(config: Config) -> int:
         log.warning("open-file limit %d is below the %d that %d RTP ports and %d TCP "
                     "connections may need: raise it (systemd LimitNOFILE, ulimit -n)", soft,
                     needed, needed - MAX_TCP_CONNECTIONS - SPARE_FILES, MAX_TCP_CONNECTIONS)
-    return soft
 
 
 async def serve(config: Config) -> None:

@@ -331,11 +331,9 @@ class SqliteBindingJournal:
         self._path = path
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="binding-journal")
         self._connection: sqlite3.Connection | None = None  # made on, and used by, the thread
-        row = f"({', '.join('?' * len(_BINDING_FIELDS))})"
         self._insert_head = (
             f"INSERT INTO {registrations.name} ({', '.join(_BINDING_FIELDS)}) VALUES ")
-        self._insert_full = self._insert_head + ", ".join([row] * ROWS_PER_INSERT)
-        self._row = row
+        self._row = f"({', '.join('?' * len(_BINDING_FIELDS))})"
 
     async def replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
         """Replace the bindings of `aors` by `rows` in one transaction."""
@@ -359,8 +357,8 @@ class SqliteBindingJournal:
                     f"({', '.join('?' * len(chunk))})", chunk)
             for start in range(0, len(rows), ROWS_PER_INSERT):
                 chunk = rows[start : start + ROWS_PER_INSERT]
-                statement = (self._insert_full if len(chunk) == ROWS_PER_INSERT
-                             else self._insert_head + ", ".join([self._row] * len(chunk)))
+                # the same text for every full chunk: sqlite3's statement cache keeps it parsed
+                statement = self._insert_head + ", ".join([self._row] * len(chunk))
                 connection.execute(statement, [value for row in chunk for value in row])
         except BaseException:
             connection.execute("ROLLBACK")
