@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+import softswitch.sip.endpoint as endpoint_module
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.endpoint import SipEndpoint
 from softswitch.sip.events import (
@@ -573,9 +574,6 @@ def test_identical_datagrams_are_absorbed_before_parsing(
     endpoint = SipEndpoint()
     original = request_bytes("REGISTER")
     transaction = server_transaction(endpoint, original, 0.0)
-
-    import softswitch.sip.endpoint as endpoint_module
-
     real_parse = endpoint_module.parse_datagram
 
     def refuse(data: bytes) -> object:
