@@ -83,7 +83,9 @@ class RegistrarConfig:
 @dataclass(slots=True, frozen=True)
 class DigestAuthConfig:
     nonce_lifetime: int = 300
-    algorithms: tuple[DigestAlgorithm, ...] = ("SHA-256", "MD5")  # offered in this order
+    # MD5 alone by default: SIPp and many phones read only the first challenge and compute
+    # only MD5, and some refuse a whole 401 that names an algorithm they do not know.
+    algorithms: tuple[DigestAlgorithm, ...] = ("MD5",)  # offered in this order
     # Signs the stateless nonces. Give every instance behind a load balancer the same one, so
     # that a nonce issued by one is accepted by another; None: random for each process.
     secret: bytes | None = field(default=None, repr=False)
@@ -98,6 +100,12 @@ class SipConfig:
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     auth: DigestAuthConfig = field(default_factory=DigestAuthConfig)
     user_agent: str = "softswitch/0.1"
+    # Sources (a carrier interconnect, the load balancer in front of us) that may assert the
+    # caller in P-Asserted-Identity and are not challenged; addresses or CIDR blocks.
+    trusted_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Numbers anyone may call without authenticating; None: the remote-access number and the
+    # DTMF test number (dial_codes.remote_access, dial_codes.dtmf_test).
+    public_numbers: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True, repr=False)
@@ -108,6 +116,67 @@ class StoreConfig:
 
     def __repr__(self) -> str:  # without the database password
         return f"StoreConfig(url={make_url(self.url).render_as_string(hide_password=True)!r})"
+
+
+@dataclass(slots=True, frozen=True)
+class SourceFailuresConfig:
+    """Failed authentications per source address, all accounts (Kamailio pike, fail2ban): past
+    `max_failures` within `window_seconds`, the source's REGISTER and INVITE are refused
+    without digest work for `ban_seconds`."""
+
+    max_failures: int = 10
+    window_seconds: int = 60
+    ban_seconds: int = 900
+
+
+@dataclass(slots=True, frozen=True)
+class AccountFailuresConfig:
+    """Failed authentications per account, all sources: past `max_failures` within
+    `window_seconds` the account is under attack, and only addresses that authenticated as it
+    within `known_source_seconds` may still try (its owner is not locked out)."""
+
+    max_failures: int = 20
+    window_seconds: int = 600
+    known_source_seconds: int = 7 * 24 * 60 * 60
+
+
+@dataclass(slots=True, frozen=True)
+class CallsPerSourceConfig:
+    """Calls one source address may hold at once: INVITEs not yet answered and ACKed, and
+    calls to public numbers by a caller who did not authenticate (each holds an RTP port)."""
+
+    max_unconfirmed: int = 20
+    max_unauthenticated: int = 10
+
+
+@dataclass(slots=True, frozen=True)
+class TcpLimitsConfig:
+    max_connections_per_source: int = 64
+    header_timeout_seconds: float = 10.0  # a message must be complete within this long
+    idle_timeout_seconds: int = 600
+
+
+@dataclass(slots=True, frozen=True)
+class SecurityConfig:
+    source_failures: SourceFailuresConfig = field(default_factory=SourceFailuresConfig)
+    account_failures: AccountFailuresConfig = field(default_factory=AccountFailuresConfig)
+    calls_per_source: CallsPerSourceConfig = field(default_factory=CallsPerSourceConfig)
+    tcp: TcpLimitsConfig = field(default_factory=TcpLimitsConfig)
+
+
+AnonymousPolicy = Literal["allow", "reject"]
+
+
+@dataclass(slots=True, frozen=True)
+class CallsConfig:
+    max_forwarding_hops: int = 5  # a forwarding chain longer than this stops (482)
+    # A caller who withholds the number (anonymous From, Privacy: id): allow, or reject with
+    # 433 Anonymity Disallowed (RFC 5079).
+    anonymous_callers: AnonymousPolicy = "allow"
+    cdr_file: Path | None = Path("var/cdr.jsonl")  # call records as JSON lines; None: store only
+    # Where calls to numbers that are neither subscribers nor codes go ('host:port' of a
+    # gateway); None: 404, nothing is ever dialled out.
+    outbound_route: ListenAddress | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -209,8 +278,17 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     dial_codes: DialCodes = field(default_factory=DialCodes)
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     subscribers: tuple[Subscriber, ...] = ()
     log_level: str = "info"
+
+    @property
+    def public_numbers(self) -> frozenset[str]:
+        """What anyone may call without authenticating (sip.public_numbers)."""
+        if self.sip.public_numbers is not None:
+            return frozenset(self.sip.public_numbers)
+        return frozenset((self.dial_codes.remote_access, self.dial_codes.dtmf_test))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -505,6 +583,13 @@ def _path(node: _Node, path: str) -> Path:
     return Path(_text(node, path))
 
 
+def _path_or_off(node: _Node, path: str) -> Path | None:
+    """A path, or false for none."""
+    if node.value is False:
+        return None
+    return _path(node, path)
+
+
 def _existing_directory(node: _Node, path: str) -> Path:
     directory = _path(node, path)
     if not directory.is_dir():
@@ -620,6 +705,8 @@ def _read_config(root: _Node | None) -> Config:
             "media": _read_media,
             "dial_codes": _read_dial_codes,
             "services": _read_services,
+            "security": _read_security,
+            "calls": _read_calls,
             "subscribers": _read_subscriber_list,
             "log_level": _choice("debug", "info", "warning", "error", "critical"),
         },
@@ -640,10 +727,33 @@ def _read_sip(node: _Node, path: str) -> SipConfig:
             "registrar": _read_registrar,
             "auth": _read_auth,
             "user_agent": _text,
+            "trusted_peers": _networks,
+            "public_numbers": _public_numbers,
         },
         required={"domain"},
     )
     return SipConfig(**values)
+
+
+def _networks(node: _Node, path: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses or CIDR blocks ('192.0.2.10', '198.51.100.0/24', '2001:db8::/32')."""
+    items = node.value if isinstance(node.value, list) else [node]
+    networks = []
+    for index, item in enumerate(items):
+        item_path = f"{path}[{index}]" if isinstance(node.value, list) else path
+        text = _text(item, item_path)
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise _Invalid(
+                item_path, f"must be an IP address or a CIDR block such as '192.0.2.0/24', "
+                f"got {text!r}", item.line) from None
+    return tuple(networks)
+
+
+def _public_numbers(node: _Node, path: str) -> tuple[str, ...]:
+    items = node.value if isinstance(node.value, list) else [node]
+    return tuple(_digits((3, 11))(item, f"{path}[{index}]") for index, item in enumerate(items))
 
 
 def _read_registrar(node: _Node, path: str) -> RegistrarConfig:
@@ -776,6 +886,70 @@ def _read_voicemail(node: _Node, path: str) -> VoicemailConfig:
         }
     )
     return VoicemailConfig(**values)
+
+
+def _read_security(node: _Node, path: str) -> SecurityConfig:
+    values = _Mapping.of(node, path).parse(
+        {
+            "source_failures": _read_source_failures,
+            "account_failures": _read_account_failures,
+            "calls_per_source": _read_calls_per_source,
+            "tcp": _read_tcp_limits,
+        }
+    )
+    return SecurityConfig(**values)
+
+
+def _read_source_failures(node: _Node, path: str) -> SourceFailuresConfig:
+    values = _Mapping.of(node, path).parse(
+        {
+            "max_failures": _integer(1, 100_000),
+            "window_seconds": _integer(1, DAY_SECONDS),
+            "ban_seconds": _integer(1, 30 * DAY_SECONDS),
+        }
+    )
+    return SourceFailuresConfig(**values)
+
+
+def _read_account_failures(node: _Node, path: str) -> AccountFailuresConfig:
+    values = _Mapping.of(node, path).parse(
+        {
+            "max_failures": _integer(1, 100_000),
+            "window_seconds": _integer(1, DAY_SECONDS),
+            "known_source_seconds": _integer(1, 365 * DAY_SECONDS),
+        }
+    )
+    return AccountFailuresConfig(**values)
+
+
+def _read_calls_per_source(node: _Node, path: str) -> CallsPerSourceConfig:
+    values = _Mapping.of(node, path).parse(
+        {"max_unconfirmed": _integer(1, 100_000), "max_unauthenticated": _integer(1, 100_000)}
+    )
+    return CallsPerSourceConfig(**values)
+
+
+def _read_tcp_limits(node: _Node, path: str) -> TcpLimitsConfig:
+    values = _Mapping.of(node, path).parse(
+        {
+            "max_connections_per_source": _integer(1, 100_000),
+            "header_timeout_seconds": _seconds(600),
+            "idle_timeout_seconds": _integer(1, DAY_SECONDS),
+        }
+    )
+    return TcpLimitsConfig(**values)
+
+
+def _read_calls(node: _Node, path: str) -> CallsConfig:
+    values = _Mapping.of(node, path).parse(
+        {
+            "max_forwarding_hops": _integer(1, 20),
+            "anonymous_callers": _choice("allow", "reject"),
+            "cdr_file": _path_or_off,
+            "outbound_route": _listen_address,
+        }
+    )
+    return CallsConfig(**values)
 
 
 def _read_remote_control(node: _Node, path: str) -> RemoteControlConfig:

@@ -33,6 +33,18 @@ def verify_secret(secret: str, secret_hash: str) -> bool:
 _DIGEST_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
+def username_forms(number: str) -> tuple[str, ...]:
+    """The digest usernames a phone may be set up with for national `number` (09012345678):
+    the number itself, its E.164 forms (+819012345678, 819012345678) and, for mobile and
+    other 11-digit numbers, the way it is printed (090-1234-5678). The store keeps an HA1 for
+    each, since an HA1 hashes the username as the phone sends it. Other spellings of the same
+    number are refused with a Warning that names the national form."""
+    forms = [number, f"+81{number[1:]}", f"81{number[1:]}"]
+    if len(number) == 11:
+        forms.append(f"{number[:3]}-{number[3:7]}-{number[7:]}")
+    return tuple(forms)
+
+
 def digest_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
     """HA1 = H(username:realm:password) of RFC 7616 for 'MD5' or 'SHA-256': what the store
     keeps instead of the SIP password."""

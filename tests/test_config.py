@@ -122,7 +122,7 @@ def test_a_minimal_config_gets_every_default(tmp_path: Path) -> None:
         3600,
     )
     assert config.sip.auth.nonce_lifetime == 300
-    assert config.sip.auth.algorithms == ("SHA-256", "MD5")
+    assert config.sip.auth.algorithms == ("MD5",)
     assert config.sip.auth.secret is None  # the server picks a random one
     assert config.sip.user_agent == "softswitch/0.1"
     assert config.store.url == "sqlite+aiosqlite:///var/softswitch.db"
@@ -582,3 +582,42 @@ def test_a_bad_pin_is_never_quoted_in_the_error(
     assert (error.field, error.problem) == (field, problem)
     for shown in (str(error), repr(error), *map(str, error.args)):
         assert "12a4" not in shown
+
+
+# -- the security and call sections (issues 8 and 9) ------------------------------------------
+
+
+def test_the_example_ships_the_security_and_call_defaults() -> None:
+    config = load_config(EXAMPLE)
+    assert config.security == Config(sip=SipConfig(domain="x.test")).security
+    assert config.calls == Config(sip=SipConfig(domain="x.test")).calls
+    assert config.sip.auth.algorithms == ("MD5",)
+    assert config.sip.trusted_peers == ()
+    assert config.public_numbers == {"1400", "1999"}
+
+
+def test_trusted_peers_public_numbers_and_call_options(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        sip:
+          domain: example.net
+          trusted_peers: [192.0.2.10, 198.51.100.0/24, "2001:db8::/32"]
+          public_numbers: ["1400"]
+        security:
+          source_failures: {max_failures: 3, window_seconds: 10, ban_seconds: 60}
+          tcp: {header_timeout_seconds: 2.5}
+        calls: {cdr_file: false, outbound_route: "192.0.2.20:5060", anonymous_callers: reject}
+        """))
+    assert [str(n) for n in config.sip.trusted_peers] == [
+        "192.0.2.10/32", "198.51.100.0/24", "2001:db8::/32"]
+    assert config.public_numbers == {"1400"}
+    assert config.security.source_failures.max_failures == 3
+    assert config.security.tcp.header_timeout_seconds == 2.5
+    assert config.calls.cdr_file is None
+    assert config.calls.outbound_route == ListenAddress("192.0.2.20", 5060)
+    assert config.calls.anonymous_callers == "reject"
+
+
+def test_a_bad_trusted_peer_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sip\.trusted_peers\[1\]: must be an IP address"):
+        load_config(write(tmp_path, "sip: {domain: example.net, "
+                                    "trusted_peers: [192.0.2.1, carrier.example]}"))
