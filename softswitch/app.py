@@ -11,12 +11,18 @@ import signal
 from dataclasses import dataclass
 
 from .config import Config
+from .ivr.dtmf_test import dtmf_test
+from .media.prompts import PromptLibrary
+from .net.rtp import RtpEngine
 from .net.transports import MAX_TCP_CONNECTIONS, SipStack
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
 from .store.store import Store
-from .switch.calls import CallHandler, build_call_handler
+from .switch.admission import CallAdmission
+from .switch.calls import CallRouter
 from .switch.core import SwitchCore
+from .switch.ivr_calls import Flow, IvrCalls
+from .switch.owners import Owners
 from .switch.registrar import BindingWriter, Registrar
 
 log = logging.getLogger("softswitch")
@@ -32,7 +38,7 @@ class Server:
     stack: SipStack
     registrar: Registrar
     core: SwitchCore
-    calls: CallHandler
+    calls: IvrCalls
     _sweeper: asyncio.Task[None]
 
     @property
@@ -50,7 +56,30 @@ class Server:
 
 
 async def start(config: Config) -> Server:
-    store = await Store.open(config.store.url)
+    sip = config.sip
+    endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
+    stack = SipStack(endpoint)
+    # Bind first: a port in use is reported before anything touches the store.
+    try:
+        for address in sip.listen:
+            await stack.listen(address, sip.transports)
+    except OSError:
+        await stack.close()
+        raise
+    try:
+        store = await Store.open(config.store.url)
+    except BaseException:
+        await stack.close()
+        raise
+    try:
+        return await _serve_on(config, stack, store)
+    except BaseException:
+        await stack.close()
+        await store.close()
+        raise
+
+
+async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
     summary = await store.provision(config)
     log.info("provisioned subscribers: %s", summary)
     sip = config.sip
@@ -66,21 +95,16 @@ async def start(config: Config) -> Server:
                           credentials=credentials, writer=BindingWriter(store))
     registrar.load(await store.load_bindings(registrar.clock()))
 
-    endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
-    stack = SipStack(endpoint)
-    calls = build_call_handler(config, stack)
+    owners = Owners()
+    calls = _ivr_calls(config, stack, owners)
+    flows: dict[str, Flow] = {config.dial_codes.dtmf_test: dtmf_test}
+    router = CallRouter(ivr=calls, flows=flows, public_numbers=config.public_numbers,
+                        admission=CallAdmission(config.security.calls_per_source))
     core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent,
-                      calls=calls)
+                      owners=owners, invites=router)
     stack.handler = core.handle
-    try:
-        for address in sip.listen:
-            await stack.listen(address, sip.transports)
-    except OSError:
-        await stack.close()
-        await store.close()
-        raise
     calls.listening(stack.bound)
-    endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
+    stack.endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
     sweeper = asyncio.create_task(_sweep(registrar, interval))
     # What startup built lives as long as the process: keep the collector off it, and let
@@ -89,6 +113,18 @@ async def start(config: Config) -> Server:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     return Server(config, store, stack, registrar, core, calls, sweeper)
+
+
+def _ivr_calls(config: Config, stack: SipStack, owners: Owners) -> IvrCalls:
+    """The IVR-call runner: RTP on the first SIP listen address, prompts in the configured
+    language."""
+    host = config.sip.listen[0].host
+    media = RtpEngine(host, config.media.rtp_port_min, config.media.rtp_port_max,
+                      silence=config.media.silence,
+                      keepalive_seconds=config.media.keepalive_seconds)
+    prompts = PromptLibrary.load(config.media.language, config.media.prompts_dir)
+    return IvrCalls(sip=stack, owners=owners, media=media, prompts=prompts,
+                    server_name=config.sip.user_agent, media_host=host)
 
 
 async def _sweep(registrar: Registrar, interval: float) -> None:

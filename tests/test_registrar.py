@@ -72,8 +72,10 @@ class Phone:
 
 @pytest.fixture
 def server(tmp_path: Path):
+    # Both algorithms offered (the default is MD5 alone): these tests are about each of them.
     process = ServerProcess(tmp_path, sip_overrides={
-        "registrar": {"min_expires": 2, "max_expires": 3600, "default_expires": 600}}).start()
+        "registrar": {"min_expires": 2, "max_expires": 3600, "default_expires": 600},
+        "auth": {"algorithms": ["MD5", "SHA-256"]}}).start()
     yield process
     process.stop()
 

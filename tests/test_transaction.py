@@ -309,24 +309,39 @@ def test_non_invite_client_over_tcp() -> None:
 
 
 # ---- figure 7: INVITE server ----------------------------------------------------------------
-def test_invite_server_sends_100_trying_after_200_ms_of_silence() -> None:
+def test_invite_server_sends_100_trying_at_the_next_timer_run() -> None:
     endpoint = SipEndpoint()
     transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
     assert transaction.state is State.PROCEEDING and sent(endpoint) == []
-    assert run(endpoint, 0.2) == [(0.2, "SIP/2.0 100 Trying")]
+    assert endpoint.get_timer() == 0.0  # due now: after the TU's handling of the event
+    assert run(endpoint, 0.2) == [(0.0, "SIP/2.0 100 Trying")]
     endpoint.receive_datagram(request_bytes("INVITE"), UDP, 0.5)  # retransmission
     assert first_lines(endpoint) == ["SIP/2.0 100 Trying"] and events(endpoint) == []
     assert endpoint.stats.retransmissions_absorbed == 1
 
 
-def test_invite_server_no_100_when_the_tu_answers_quickly() -> None:
+def test_invite_server_no_100_when_the_tu_answers_at_once() -> None:
     endpoint = SipEndpoint()
     transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
-    answer(endpoint, transaction, 180, 0.1)
+    answer(endpoint, transaction, 180, 0.0)
     assert first_lines(endpoint) == ["SIP/2.0 180 Ringing"]
     assert run(endpoint, 10.0) == []
     endpoint.receive_datagram(request_bytes("INVITE"), UDP, 1.0)  # the latest 1xx again
     assert first_lines(endpoint) == ["SIP/2.0 180 Ringing"]
+
+
+def test_invite_server_a_final_failure_at_once_goes_without_100() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, transaction, 407, 0.0)  # a digest challenge, in the same step
+    assert first_lines(endpoint) == ["SIP/2.0 407 Proxy Authentication Required"]
+
+
+def test_invite_server_a_2xx_at_once_is_preceded_by_100() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, transaction, 200, 0.0)
+    assert first_lines(endpoint) == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
 
 
 def test_invite_server_timer_g_until_timer_h() -> None:
@@ -366,7 +381,7 @@ def test_invite_server_retransmits_2xx_until_the_ack() -> None:
     endpoint = SipEndpoint()
     transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
     answer(endpoint, transaction, 200, 1.0)
-    assert first_lines(endpoint) == ["SIP/2.0 200 OK"]
+    assert first_lines(endpoint) == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
     assert transaction.state is State.ACCEPTED
     assert [t for t, _ in run(endpoint, 9.0)] == [1.5, 2.5, 4.5, 8.5]
     endpoint.receive_datagram(request_bytes("INVITE"), UDP, 9.5)  # the 2xx again
@@ -384,6 +399,24 @@ def test_invite_server_retransmits_2xx_until_the_ack() -> None:
     assert endpoint.stats.retransmissions_absorbed == 3
     assert run(endpoint, 100.0) == []  # no more 2xx; timer L ends it quietly
     assert transaction.state is State.TERMINATED and events(endpoint) == []
+
+
+def test_an_ack_with_another_to_tag_stops_nothing() -> None:
+    """An ACK that names another dialog (its To tag is not our 2xx's) is dropped: the 2xx is
+    resent and the missing ACK still ends the call at timer L."""
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, transaction, 200, 0.0)
+    sent(endpoint)
+    for branch in ("z9hG4bKack-other", "z9hG4bKclient1"):  # own branch, or the INVITE's
+        stray = request_bytes("ACK", branch=branch, to_tag="not-ours", cseq_method="ACK")
+        endpoint.receive_datagram(stray, UDP, 0.2)
+    assert events(endpoint) == [] and not transaction.acked
+    assert endpoint.stats.dropped == 2
+    log = run(endpoint, 100.0)
+    assert [t for t, _ in log][:3] == [0.5, 1.5, 3.5]  # the 2xx goes on
+    (timeout,) = events(endpoint)
+    assert isinstance(timeout, TransactionTimedOut) and timeout.transaction is transaction
 
 
 def test_invite_server_2xx_without_ack_times_out_at_timer_l() -> None:

@@ -99,10 +99,13 @@ class Call:
 
     def __init__(self, media: CallMedia, prompts: PromptLibrary, *,
                  on_hangup: Callable[[], None], caller: str = "", called: str = "",
+                 subscriber: str | None = None, source: str = "",
                  timers: Timers | None = None) -> None:
         self.prompts = prompts
-        self.caller = caller  # the From user, as the caller's phone wrote it
+        self.caller = caller  # the caller's number as the router established it ("": none)
         self.called = called  # the dialled number or code
+        self.subscriber = subscriber  # the authenticated subscriber on their own line, if any
+        self.source = source  # the caller's signalling address (per-source PIN throttle)
         self.last_collected: tuple[DigitEvent, ...] = ()  # the last collect's keys, end key too
         self._media = media
         self._on_hangup = on_hangup

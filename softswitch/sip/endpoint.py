@@ -12,9 +12,11 @@ Policies:
   TCP connection): RFC 3581 symmetric response routing for every request, so phones behind
   NAT get their answers. The top Via gets `received` (and `rport`'s value, if asked for) as
   RFC 3581 says, written into the header text so that responses copy it.
-- INVITE: the server transaction sends 100 Trying when the TU has not responded within
-  200 ms (§17.2.1). A 2xx is retransmitted (T1 doubling to T2, on every transport, as
-  §13.3.1.4 wants it end to end) until its ACK arrives; that first ACK is passed up as
+- INVITE: the server transaction sends 100 Trying at once (§17.2.1): at the first timer run
+  after the INVITE was handed to the TU, unless the TU answered it finally in that same step
+  (a challenge needs no 100); a 2xx is always preceded by one. A 2xx is retransmitted (T1
+  doubling to T2, on every transport, as §13.3.1.4 wants it end to end) until its ACK
+  arrives (the ACK must carry the 2xx's To tag); that first ACK is passed up as
   `RequestReceived(ack, transaction=None)`, later ones are absorbed.
 - Requests sent without a Via get ours (`sent_by`, the peer's transport, a fresh branch and
   `rport`); a request that has a Via keeps it (a CANCEL carries its INVITE's).
@@ -104,9 +106,10 @@ class SipEndpoint:
         self._client: dict[tuple[str, str], ClientTransaction] = {}
         # §8.2.2.2: (Call-ID, From tag, CSeq) of live requests that came without a To tag.
         self._merge: dict[tuple[str, str, int, str], ServerTransaction] = {}
-        # INVITE transactions whose 2xx awaits its ACK, by (Call-ID, From tag, CSeq number):
-        # that ACK has a branch of its own, so it is matched like this.
-        self._accepted: dict[tuple[str, str | None, int], ServerTransaction] = {}
+        # INVITE transactions whose 2xx awaits its ACK, by (Call-ID, From tag, CSeq number,
+        # our To tag): that ACK has a branch of its own, so it is matched like this. An ACK
+        # with another To tag belongs to no dialog of ours and stops nothing.
+        self._accepted: dict[tuple[str, str | None, int, str], ServerTransaction] = {}
         self._framers: dict[int | None, StreamFramer] = {}
         # Server transactions by the digest of the datagram that opened them.
         self._by_datagram: dict[bytes, ServerTransaction] = {}
@@ -170,7 +173,7 @@ class SipEndpoint:
         """Send `response` in `transaction`. A response after the final one is ignored (a
         200 racing the 487 of a CANCEL, say); a To tag is added where the TU left it out."""
         if transaction.respond(response, now) and transaction.state is State.ACCEPTED:
-            key = _ack_key(transaction.request)
+            key = _accepted_key(transaction)
             if key is not None:
                 self._accepted[key] = transaction
 
@@ -253,7 +256,7 @@ class SipEndpoint:
         if digest is not None and self._by_datagram.get(digest) is transaction:
             del self._by_datagram[digest]
         if transaction.kind is Kind.INVITE_SERVER:  # only those wait for an ACK of a 2xx
-            ack_key = _ack_key(transaction.request)
+            ack_key = _accepted_key(transaction)
             if ack_key is not None and self._accepted.get(ack_key) is transaction:
                 del self._accepted[ack_key]
 
@@ -316,6 +319,9 @@ class SipEndpoint:
             transaction.receive_retransmission(peer)
             self.stats.retransmissions_absorbed += 1
             return
+        if transaction.state is State.ACCEPTED and _to_tag(request) != transaction.to_tag:
+            self.stats.dropped += 1  # the ACK of a 2xx we did not send
+            return
         repeat = transaction.state is State.CONFIRMED or transaction.acked
         if transaction.receive_ack(now):  # the 2xx's ACK on the INVITE's branch (RFC 2543)
             self._events.append(RequestReceived(request, None, peer))
@@ -324,7 +330,7 @@ class SipEndpoint:
 
     def _receive_2xx_ack(self, request: Request, peer: Peer, now: float) -> None:
         key = _ack_key(request)
-        transaction = None if key is None else self._accepted.get(key)
+        transaction = None if key is None else self._accepted.get((*key, _to_tag(request)))
         if transaction is None:
             self.stats.dropped += 1  # its INVITE transaction is over or never was
         elif transaction.receive_ack(now):
@@ -465,6 +471,21 @@ def _ack_key(request: Request) -> tuple[str, str | None, int] | None:
     if from_ is None or cseq is None or call_id is None:
         return None
     return (call_id, from_.tag, cseq.number)
+
+
+def _accepted_key(transaction: ServerTransaction) -> tuple[str, str | None, int, str] | None:
+    """What the ACK of this transaction's 2xx carries: the INVITE's Call-ID, From tag and
+    CSeq number, and the To tag of our 2xx."""
+    key = _ack_key(transaction.request)
+    return None if key is None else (*key, transaction.to_tag)
+
+
+def _to_tag(request: Request) -> str:
+    try:
+        to = request.to
+    except HeaderError:
+        return ""
+    return (to.tag or "") if to is not None else ""
 
 
 def _check_contacts(request: Request) -> None:

@@ -218,15 +218,17 @@ REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 200: "OK", 202: "Accepted", 301: "Moved Permanently",
     302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
     413: "Request Entity Too Large", 414: "Request-URI Too Long",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    423: "Interval Too Brief", 433: "Anonymity Disallowed", 480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
     484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
     488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
     501: "Not Implemented", 503: "Service Unavailable", 504: "Server Time-out",
-    505: "Version Not Supported", 513: "Message Too Large", 603: "Decline",
+    505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere",
 }
 
 def _lacks_to_tag(request: Request) -> bool:

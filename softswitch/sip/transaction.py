@@ -73,7 +73,7 @@ class Timer(_Enum):
     L = "L"  # RFC 6026, server: absorb INVITE/ACK retransmissions after a 2xx
     M = "M"  # RFC 6026, client: pass up retransmitted (or forked) 2xx
     RETRANSMIT_2XX = "2xx"  # §13.3.1.4: the 2xx is resent until its ACK arrives
-    TRYING_100 = "100"  # §17.2.1: 100 Trying if the TU is silent for 200 ms
+    TRYING_100 = "100"  # §17.2.1: 100 Trying once the TU has not answered at once
 
 
 class Input(_Enum):
@@ -164,7 +164,11 @@ STATE_TIMERS: dict[tuple[Kind, State], tuple[Timer, ...]] = {
 _RETRANSMISSION_TIMERS = frozenset((_T.A, _T.E, _T.G, _T.RETRANSMIT_2XX))
 _ONLY_UNRELIABLE = frozenset((_T.A, _T.E, _T.G))  # reliable transports retransmit themselves
 _ZERO_IF_RELIABLE = frozenset((_T.D, _T.I, _T.J, _T.K))
-TRYING_DELAY = 0.2
+# The 100 Trying is due as soon as the INVITE arrives: it fires at the next timer run, after
+# the event has been handled, so an INVITE the TU answers finally in that same step (a digest
+# challenge) costs no 100, and every other one gets it at once (pyVoIP waits for a
+# provisional response before it takes a 200).
+TRYING_DELAY = 0.0
 # What names a request: all the endpoint's keys read from a finished transaction's request
 # (§8.2.2.2 merging, the ACK of a 2xx), and what a response to it copies (§8.2.6.2).
 _NAMING_HEADERS = ("via", "from", "to", "call-id", "cseq")
@@ -252,7 +256,7 @@ class Transaction:
             duration = host.timers.duration(timer, self.peer.reliable)
             if duration is None:
                 continue
-            if duration == 0:  # reliable transports do not wait (Table 4): fire at once
+            if duration == 0 and timer in _ZERO_IF_RELIABLE:  # Table 4: fire at once
                 self._go(timer, now)
                 return
             if timer in _RETRANSMISSION_TIMERS:
@@ -301,9 +305,14 @@ class ServerTransaction(Transaction):
 
     @property
     def to_tag(self) -> str:
-        """The To tag of this transaction's responses (made up once, or the TU's own)."""
+        """The To tag of this transaction's responses: the request's own inside a dialog,
+        else made up once (or the TU's own)."""
         if self._to_tag is None:
-            self._to_tag = random_token(6)
+            try:
+                to = self.request.to
+            except HeaderError:
+                to = None
+            self._to_tag = (to.tag if to is not None else None) or random_token(6)
         return self._to_tag
 
     @property
@@ -326,7 +335,10 @@ class ServerTransaction(Transaction):
         answer, e.g. a 200 racing the 487 after a CANCEL."""
         if self.answered:
             return False
-        self._host.disarm(self, Timer.TRYING_100)
+        if Timer.TRYING_100 in self.deadlines:
+            self._host.disarm(self, Timer.TRYING_100)
+            if 200 <= response.status < 300:  # a 2xx never comes without a provisional first
+                self._send(make_response(self.request, 100))
         if response.status > 100:
             self._apply_to_tag(response)
         self._send(response)

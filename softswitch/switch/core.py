@@ -2,27 +2,21 @@
 
 Checks run in the order of §8.2: method (405/501), header inspection (Require -> 420),
 content (415/406), then the request is processed: OPTIONS here, REGISTER by the registrar,
-INVITE by the call router (the dial codes, the DTMF test number, calls between
-subscribers), in-dialog requests by the dialog they belong to.
+INVITE by the call router (switch/calls.py: the dial codes, the public numbers, calls
+between subscribers), in-dialog requests, ACKs, responses, CANCELs and timeouts by the owner
+of their dialog or transaction (switch/owners.py), in one lookup.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Protocol
 
-from ..sip.events import (
-    CancelReceived,
-    Event,
-    Peer,
-    RequestReceived,
-    ResponseReceived,
-    TransactionTimedOut,
-)
+from ..sip.events import CancelReceived, Event, Peer, RequestReceived
+from ..sip.headers import HeaderError
 from ..sip.message import Request, Response, make_response
 from ..sip.transaction import ServerTransaction
+from .owners import Owners
 from .registrar import Registrar
 
 log = logging.getLogger(__name__)
@@ -45,25 +39,20 @@ class Responder(Protocol):
         ...
 
 
-class DialogHandler(Protocol):
-    """Calls and IVR sessions: INVITE, and the in-dialog requests and responses."""
+class InviteHandler(Protocol):
+    """Where a new INVITE goes (switch/calls.py): it answers the transaction, now or later."""
 
-    async def invite(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
-        ...
-
-    def in_dialog(self, event: Event) -> bool:
-        """Take an event that belongs to a call; False when no call knows it."""
-        ...
+    def invite(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None: ...
 
 
 class SwitchCore:
-    def __init__(self, *, registrar: Registrar, responder: Responder,
-                 server_name: str, calls: DialogHandler | None = None) -> None:
+    def __init__(self, *, registrar: Registrar, responder: Responder, server_name: str,
+                 owners: Owners, invites: InviteHandler | None = None) -> None:
         self.registrar = registrar
         self.responder = responder
         self.server_name = server_name
-        self.calls = calls
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.owners = owners
+        self.invites = invites
 
     def handle(self, event: Event) -> None:
         """Called by the transport shell for each endpoint event, in arrival order."""
@@ -77,18 +66,18 @@ class SwitchCore:
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             self._on_request(event)
-        elif self.calls is not None and self.calls.in_dialog(event):
+        elif self.owners.dispatch(event):
             return
-        elif isinstance(event, (ResponseReceived, TransactionTimedOut, CancelReceived)):
-            if isinstance(event, CancelReceived):
-                self._answer(event.transaction, make_response(event.transaction.request, 487))
+        elif isinstance(event, CancelReceived):
+            self._answer(event.transaction, make_response(
+                event.transaction.request, 487, to_tag=event.transaction.to_tag))
+        else:
             log.debug("unclaimed %s", type(event).__name__)
 
     def _on_request(self, event: RequestReceived) -> None:
         request, transaction = event.request, event.transaction
         if transaction is None:  # an ACK to a 2xx: belongs to a call, or to nobody
-            if self.calls is not None:
-                self.calls.in_dialog(event)
+            self.owners.dispatch(event)
             return
         method = request.method
         if method == "ACK":
@@ -108,9 +97,9 @@ class SwitchCore:
                 ("accept-language", "ja, en"), ("supported", "")])
         elif method == "REGISTER":
             self._register(request, transaction, event.peer)
-        elif method == "INVITE":
+        elif method == "INVITE" and not _in_dialog(request):
             self._on_invite(request, transaction, event.peer)
-        elif self.calls is None or not self.calls.in_dialog(event):
+        elif not self.owners.dispatch(event):
             self._reply(transaction, request, 481)
 
     def _on_invite(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
@@ -122,15 +111,10 @@ class SwitchCore:
         if accept and not any(a in (ACCEPT, "application/*", "*/*") for a in accept):
             self._reply(transaction, request, 406, [("accept", ACCEPT)])
             return
-        if request.to is not None and request.to.tag is not None:
-            if self.calls is None or not self.calls.in_dialog(
-                    RequestReceived(request, transaction, peer)):
-                self._reply(transaction, request, 481)
-            return
-        if self.calls is None:
+        if self.invites is None:
             self._reply(transaction, request, 480)
             return
-        self._spawn(self.calls.invite(request, transaction, peer), transaction)
+        self.invites.invite(request, transaction, peer)
 
     def _register(self, request: Request, transaction: ServerTransaction, peer: Peer) -> None:
         try:
@@ -158,14 +142,10 @@ class SwitchCore:
             self._answer(transaction, make_response(transaction.request, 500,
                                                     to_tag=transaction.to_tag))
 
-    def _spawn(self, work: Awaitable[None], transaction: ServerTransaction) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
 
-        def done(task: asyncio.Task[None]) -> None:
-            self._tasks.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("request handling failed", exc_info=task.exception())
-                self._fail(transaction)
-
-        task.add_done_callback(done)
+def _in_dialog(request: Request) -> bool:
+    try:
+        to = request.to
+    except HeaderError:
+        return False
+    return to is not None and to.tag is not None
