@@ -217,13 +217,14 @@ class Phone:
     rtp: asyncio.DatagramTransport
     rtp_inbox: _Inbox
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    host: str = "127.0.0.1"
 
     @classmethod
-    async def open(cls, server_port: int) -> Phone:
+    async def open(cls, server_port: int, host: str = "127.0.0.1") -> Phone:
         loop = asyncio.get_running_loop()
-        sip, sip_inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=("127.0.0.1", 0))
-        rtp, rtp_inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=("127.0.0.1", 0))
-        return cls(server_port, sip, sip_inbox, rtp, rtp_inbox)
+        sip, sip_inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(host, 0))
+        rtp, rtp_inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(host, 0))
+        return cls(server_port, sip, sip_inbox, rtp, rtp_inbox, host=host)
 
     def close(self) -> None:
         self.sip.close()
@@ -260,12 +261,12 @@ class Phone:
         to_tag = f";tag={dialog.to_tag}" if dialog.to_tag else ""
         lines = [
             f"{method} sip:{dialog.number}@127.0.0.1:{self.server_port} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport",
-            f"From: <sip:caller@127.0.0.1:{self.port}>;tag={dialog.from_tag}",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport",
+            f"From: <sip:caller@{self.host}:{self.port}>;tag={dialog.from_tag}",
             f"To: <sip:{dialog.number}@127.0.0.1:{self.server_port}>{to_tag}",
             f"Call-ID: {dialog.call_id}",
             f"CSeq: {cseq if cseq is not None else dialog.cseq} {method}",
-            f"Contact: <sip:caller@127.0.0.1:{self.port}>",
+            f"Contact: <sip:caller@{self.host}:{self.port}>",
             "Max-Forwards: 70",
         ]
         if content_type:
@@ -278,7 +279,7 @@ class Phone:
         dialog = Dialog(call_id=f"call-{random.getrandbits(40):x}", from_tag="caller",
                         number=number)
         dialog.invite_branch = f"z9hG4bK-{dialog.call_id}-invite"
-        body = sdp if sdp is not None else sdp_offer(self.rtp_port)
+        body = sdp if sdp is not None else sdp_offer(self.rtp_port, address=self.host)
         self.send(self.request(dialog, "INVITE", body=body, content_type="application/sdp",
                                branch=dialog.invite_branch))
         answer = await self.receive()
@@ -490,6 +491,29 @@ async def test_an_ack_for_another_dialog_does_not_start_the_call(server: Server,
     assert (await phone.receive(timeout=1)).status == 200  # still retransmitted
     assert await phone.rtp_for(0.2) == []
     assert await settled(handler) == {"calls": 0, "flows": 0, "rtp_ports": 0, "byes": 0}
+
+
+@pytest.mark.parametrize("server", [{"rtp_port_min": 41000, "rtp_port_max": 41039}],
+                         indirect=True)
+async def test_a_never_acked_flood_from_one_source_leaves_ports_for_another(
+        server: Server, phone: Phone, caplog: pytest.LogCaptureFixture) -> None:
+    """Unanswered and unauthenticated calls are bounded per source (issue 8 item 11): one
+    address sending INVITEs it never ACKs holds at most security.calls_per_source of them
+    (10 unauthenticated by default), and a caller from another address still gets through."""
+    handler = handler_of(server)
+    limits = server.config.security.calls_per_source
+    answers = [(await phone.call(ack=False))[1].status
+               for _ in range(limits.max_unauthenticated + 5)]
+    assert answers == [200] * limits.max_unauthenticated + [503] * 5
+    assert handler.counters()["rtp_ports"] == limits.max_unauthenticated
+    assert "call-refused source=udp:127.0.0.1:" in caplog.text
+    other = await Phone.open(sip_port(server), host="127.0.0.2")
+    try:
+        dialog, answer = await other.call()
+        assert answer.status == 200
+        assert (await other.in_dialog(dialog, "BYE")).status == 200
+    finally:
+        other.close()
 
 
 async def test_cancel_after_the_answer_changes_nothing(server: Server) -> None:

@@ -270,7 +270,8 @@ class IvrCall:
         codec = Codec(negotiated.codec)
         rtp = RtpSession(secrets.randbits(32), negotiated.payload_type,
                          negotiated.telephone_event, _remote(negotiated), codec=codec)
-        self.call = Call(stream, calls.prompts, on_hangup=lambda: self.end("flow hung up", notify=True),
+        self.call = Call(stream, calls.prompts,
+                         on_hangup=lambda: self.end("flow hung up", notify=True),
                          caller=party.caller, called=party.called,
                          subscriber=party.subscriber, source=peer.host)
         self.rtp = rtp
