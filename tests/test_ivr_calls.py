@@ -836,3 +836,36 @@ def test_sipp_inband_tones(sipp_server: ServerProcess, tmp_path: Path) -> None:
     lines = new_log_lines(sipp_server, offset)
     assert collected(lines) == ["09011110001*AD"]
     assert all(line.endswith("by inband") for line in lines if "dtmf-test key" in line)
+
+
+@needs_sipp
+def test_sipp_inband_tones_with_telephone_event_offered(sipp_server: ServerProcess,
+                                                        tmp_path: Path) -> None:
+    """pyVoIP and many gateways offer telephone-event and key tones in the audio."""
+    assert "RTP/AVP 0 101" in SCENARIO.read_text()
+    keyed = "09011110001*AD#"
+    pcap = make_pcap(tmp_path / "tones.pcap", keyed, "--inband")
+    offset = len(sipp_server.log_text())
+    done = sipp_dtmf_call(sipp_server, pcap, len(keyed))
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = new_log_lines(sipp_server, offset)
+    assert any("answered: PCMU+events" in line for line in lines)
+    assert collected(lines) == ["09011110001*AD"]
+    keys = [line.rsplit(" ", 3)[-3:] for line in lines if "dtmf-test key" in line]
+    assert keys == [[key, "by", "inband"] for key in keyed]
+
+
+@needs_sipp
+def test_sipp_keys_sent_both_as_events_and_tones_count_once(sipp_server: ServerProcess,
+                                                            tmp_path: Path) -> None:
+    """Each key as RFC 4733 events and as its tone in the audio beside them; keys repeated
+    at the keypad's pace still count once per press."""
+    keyed = "5599*#"
+    pcap = make_pcap(tmp_path / "both.pcap", keyed, "--both")
+    offset = len(sipp_server.log_text())
+    done = sipp_dtmf_call(sipp_server, pcap, len(keyed))
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = new_log_lines(sipp_server, offset)
+    assert collected(lines) == ["5599*"]
+    keys = [line.rsplit(" ", 3)[-3:] for line in lines if "dtmf-test key" in line]
+    assert keys == [[key, "by", "rfc4733"] for key in keyed]  # the event came first, each time

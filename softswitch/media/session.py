@@ -88,10 +88,11 @@ class RtpSession:
     A new SSRC from the accepted address is a new stream (a re-INVITE, a transfer upstream):
     sequence accounting and telephone-event memory start over.
 
-    Digits: RFC 4733 events when `telephone_event_pt` is set; otherwise, for PCMU/PCMA, in-band
-    tone detection on the received audio (never both, so tone leakage beside events cannot
-    double a digit). SIP INFO digits enter via `info_digit()`; all three pass one
-    DigitDeduplicator, so each press comes out once.
+    Digits: RFC 4733 events when `telephone_event_pt` is set, and, for PCMU/PCMA, in-band tones
+    in the received audio whether or not telephone-event was negotiated (pyVoIP and many
+    gateways offer it and still send tones). SIP INFO digits enter via `info_digit()`; all
+    three pass one DigitDeduplicator, so a press that one phone reports two ways (an event and
+    its tone leaking into the audio) comes out once.
     """
 
     __slots__ = (
@@ -122,8 +123,7 @@ class RtpSession:
         self._tracker: _SequenceTracker | None = None
         self._events = (TelephoneEventReceiver(telephone_event_pt)
                         if telephone_event_pt is not None else None)
-        self._inband = (InbandDtmfDetector()
-                        if telephone_event_pt is None and self.codec is not None else None)
+        self._inband = InbandDtmfDetector(self.codec) if self.codec is not None else None
         self._digits = DigitDeduplicator()
 
     # --- sending ---------------------------------------------------------------------------
@@ -192,9 +192,10 @@ class RtpSession:
         out: list[DigitEvent | AudioFrame] = [
             AudioFrame(packet.payload, packet.sequence, packet.timestamp, packet.marker, now)
         ]
-        if self._inband is not None and self.codec is not None:
-            out += [event for event in self._inband.feed(self.codec.to_pcm16(packet.payload), now)
-                    if self._digits.accept(event)]
+        if self._inband is not None:
+            tones = self._inband.feed(packet.payload, now)
+            if tones:
+                out += [event for event in tones if self._digits.accept(event)]
         return out
 
     def info_digit(self, digit: str, now: float) -> DigitEvent | None:
