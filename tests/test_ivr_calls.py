@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -454,6 +455,42 @@ async def test_rfc4733_digits_over_rtp(server: Server, phone: Phone,
         "dtmf-test digits=4D"]
 
 
+async def test_rtp_from_a_third_address_neither_keys_nor_hears_the_call(
+        server: Server, phone: Phone, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 4733 keys from 127.0.0.2, sent to the call's port before the caller's first packet,
+    are not read and do not take our audio; the caller's own keys are read."""
+    caplog.set_level(logging.INFO, logger="softswitch")
+    dialog, answer = await phone.call()
+    media = ("127.0.0.1", answer.media_port)
+    loop = asyncio.get_running_loop()
+    attacker, attacker_inbox = await loop.create_datagram_endpoint(
+        _Inbox, local_addr=("127.0.0.2", 0))
+    try:
+        injector = RtpSession(0x666, 0, 101, media)
+        for key in "9#":
+            for packet in injector.send_dtmf(key):
+                attacker.sendto(packet, media)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert heard(phone.drain_rtp()) == ["dtmf_test_intro"]  # still to the caller
+        caller = RtpSession(0x1234, 0, 101, media)
+        for key in "12#":
+            for packet in caller.send_dtmf(key):
+                phone.rtp.sendto(packet, media)
+            await asyncio.sleep(0.05)
+        await phone.answer_bye()
+        assert attacker_inbox.queue.empty()  # not one packet of ours went there
+        attacker_port = attacker.get_extra_info("sockname")[1]
+    finally:
+        attacker.close()
+    assert [r.getMessage() for r in caplog.records if "digits=" in r.getMessage()] == [
+        "dtmf-test digits=12"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "softswitch.security"] == [
+        ("WARNING", f"rtp-rejected source=127.0.0.2:{attacker_port} call={dialog.call_id} "
+                    "reason=unexpected-source")]  # once, for the 18 packets
+
+
 async def test_no_ack_ends_the_call_with_bye(server: Server, phone: Phone) -> None:
     handler = handler_of(server)
     server.stack.endpoint.timers = Timers(t1=0.01, t2=0.04)  # timer L: 64 * T1 = 0.64 s
@@ -762,6 +799,53 @@ async def test_port_pool_hands_out_the_longest_rested_port_and_skips_busy_ones()
     pool.release(*second)
     pool.release(*third)
     assert pool.in_use == 0
+
+
+def free_udp_range(size: int) -> int:
+    """A port p with p..p+size-1 free for UDP on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randrange(30000, 60000 - size)
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {size} free consecutive ports")
+
+
+async def test_port_pool_draws_at_random_from_the_rested_half() -> None:
+    """A call's port cannot be predicted, and a freed port still rests: freed among 37 free
+    ports, it is drawn again no sooner than 18 calls later (handed out in order: always 36)."""
+    base = free_udp_range(40)
+    pool = RtpPortPool("127.0.0.1", base, base + 39)
+    orders = []
+    for _ in range(2):
+        opened = [pool.open() for _ in range(12)]
+        orders.append([item[1] for item in opened if item is not None])
+        for item in opened:
+            assert item is not None
+            pool.release(*item)
+    assert orders[0] != orders[1] and orders[0] != sorted(orders[0])
+    in_use = deque(item for item in (pool.open() for _ in range(4)) if item is not None)
+    released_at: dict[int, int] = {}
+    rests = []
+    for opening in range(400):
+        sock, port = in_use.popleft()
+        pool.release(sock, port)
+        released_at[port] = opening
+        opened = pool.open()
+        assert opened is not None
+        if opened[1] in released_at:
+            rests.append(opening - released_at[opened[1]])
+        in_use.append(opened)
+    for item in in_use:
+        pool.release(*item)
+    assert pool.in_use == 0
+    assert min(rests) >= 18
+    assert len(set(rests)) > 5  # drawn, not queued
 
 
 # ---- SIPp, with the real prompts ---------------------------------------------------------------

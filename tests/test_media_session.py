@@ -13,18 +13,20 @@ from softswitch.media.dtmf import (
 )
 from softswitch.media.g711 import Codec
 from softswitch.media.rtp import build_rtp, is_rtcp, parse_rtp
-from softswitch.media.session import AudioFrame, RtpSession
+from softswitch.media.session import AudioFrame, RtpSession, SourceRejected
 
-PHONE = ("192.0.2.10", 4000)
-NAT = ("198.51.100.7", 61000)
-OTHER = ("203.0.113.5", 5004)
+PHONE = ("192.0.2.10", 4000)  # the SDP's address: the phone's own, behind NAT
+NAT = ("198.51.100.7", 61000)  # where its INVITE and, NATed, its RTP come from
+REBOUND = ("198.51.100.7", 61004)  # the NAT's new mapping for the same phone
+OTHER = ("203.0.113.5", 5004)  # a third party
 SSRC = 0x11111111
 
 
 def session(telephone_event_pt: int | None = 101, payload_type: int = 0,
             symmetric: bool = True) -> RtpSession:
     return RtpSession(0xABCDEF01, payload_type, telephone_event_pt, PHONE, symmetric,
-                      initial_sequence=65534, initial_timestamp=0xFFFFFF00)
+                      signalling_host=NAT[0], initial_sequence=65534,
+                      initial_timestamp=0xFFFFFF00)
 
 
 def audio(sequence: int, timestamp: int, ssrc: int = SSRC, payload_type: int = 0) -> bytes:
@@ -133,29 +135,66 @@ def test_symmetric_rtp_latches_to_the_first_source() -> None:
     assert rtp.remote == PHONE
     assert rtp.receive(audio(1, 0), NAT, 0.0)  # the phone is behind NAT
     assert rtp.remote == NAT
-    assert rtp.receive(audio(1, 0, ssrc=0x666), OTHER, 0.0) == []  # stray stream elsewhere
+    assert rtp.receive(audio(1, 0, ssrc=0x666), REBOUND, 0.0) == []  # another stream
     assert rtp.remote == NAT
     assert rtp.stats.packets_discarded == 1
-    assert rtp.receive(audio(2, 160), OTHER, 0.0)  # same stream, NAT binding moved
-    assert rtp.remote == OTHER
+    assert rtp.receive(audio(2, 160), REBOUND, 0.0)  # same stream, NAT binding moved
+    assert rtp.remote == REBOUND
     assert rtp.receive(audio(3, 320), NAT, 0.0)  # and back: still that stream
     assert rtp.remote == NAT
+    assert rtp.stats.packets_rejected == 0
+
+
+def test_rtp_from_another_host_is_rejected_and_reported_once() -> None:
+    """Sent first, from a third host: neither its keys nor the latch are taken."""
+    rtp = session()
+    attacker = RtpSession(0x666, 0, 101, None)
+    injected = [data for key in "1234" for data in attacker.send_dtmf(key)]
+    out = [item for data in injected for item in rtp.receive(data, OTHER, 1.0)]
+    assert out == [SourceRejected(OTHER, 1.0)]
+    assert rtp.remote == PHONE
+    assert rtp.stats.packets_rejected == len(injected)
+    assert rtp.stats.packets_received == 0
+    # the caller's own keys, from its NAT address, are read; the third host stays out
+    caller = RtpSession(SSRC, 0, 101, None)
+    keys = [e for data in caller.send_dtmf("9") for e in rtp.receive(data, NAT, 2.0)]
+    assert keys == [DigitEvent("9", "rfc4733", 2.0)]
+    assert rtp.remote == NAT
+    assert rtp.receive(audio(2, 160, ssrc=SSRC), OTHER, 2.1) == []  # even with its SSRC
+    assert rtp.remote == NAT and rtp.stats.packets_rejected == len(injected) + 1
+
+
+def test_without_a_signalling_host_only_the_sdp_host_is_accepted() -> None:
+    rtp = RtpSession(1, 0, None, PHONE)
+    assert rtp.receive(audio(1, 0), NAT, 0.0) == [SourceRejected(NAT, 0.0)]
+    assert rtp.receive(audio(2, 160), (PHONE[0], 4002), 0.0)  # the SDP's host, any port
+    assert rtp.remote == (PHONE[0], 4002)
+
+
+def test_addresses_compare_as_the_socket_layer_writes_them() -> None:
+    rtp = RtpSession(1, 0, None, ("2001:DB8:0:0::10", 4000), signalling_host="[2001:db8::7]")
+    assert rtp.receive(audio(1, 0), ("2001:db8::10", 4000), 0.0)
+    assert rtp.receive(audio(2, 160), ("2001:db8::7", 5000), 0.0)
+    assert rtp.stats.packets_rejected == 0
 
 
 def test_set_remote_unlatches() -> None:
     rtp = session()
     rtp.receive(audio(1, 0), NAT, 0.0)
-    rtp.set_remote(None)  # on hold
+    rtp.set_remote(None)  # on hold: the hosts accepted before still are
     assert rtp.remote is None
-    rtp.set_remote(PHONE)  # resumed with new SDP
-    assert rtp.receive(audio(9, 0, ssrc=0x2222), OTHER, 0.0)
-    assert rtp.remote == OTHER
+    assert rtp.receive(audio(2, 160), PHONE, 0.0)
+    rtp.set_remote(("192.0.2.99", 4000))  # resumed with new SDP
+    assert rtp.receive(audio(9, 0, ssrc=0x2222), REBOUND, 0.0)
+    assert rtp.remote == REBOUND
+    assert rtp.receive(audio(10, 0), PHONE, 0.0) == [SourceRejected(PHONE, 0.0)]
 
 
 def test_not_symmetric_keeps_the_sdp_address() -> None:
     rtp = session(symmetric=False)
     assert rtp.receive(audio(1, 0), NAT, 0.0)
-    assert rtp.receive(audio(1, 0, ssrc=0x666), OTHER, 0.0)
+    assert rtp.receive(audio(1, 0, ssrc=0x666), PHONE, 0.0)
+    assert rtp.receive(audio(1, 0, ssrc=0x666), OTHER, 0.0) == [SourceRejected(OTHER, 0.0)]
     assert rtp.remote == PHONE
 
 

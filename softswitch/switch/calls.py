@@ -217,8 +217,9 @@ class CallHandler:
             return
         codec = Codec(negotiated.codec)
         session = RtpSession(secrets.randbits(32), negotiated.payload_type,
-                             negotiated.telephone_event, _remote(negotiated), codec=codec)
-        stream.start(session, codec, sending=negotiated.sends)
+                             negotiated.telephone_event, _remote(negotiated), codec=codec,
+                             signalling_host=peer.host)
+        stream.start(session, codec, sending=negotiated.sends, call_id=dialog.call_id)
         leg: _Leg
         call = Call(stream, self.prompts, on_hangup=lambda: self._end(leg, "flow hung up"),
                     caller=_from_user(request), called=number)
