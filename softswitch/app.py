@@ -67,7 +67,7 @@ async def start(config: Config) -> Server:
     registrar.load(await store.load_bindings(registrar.clock()))
 
     endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
-    stack = SipStack(endpoint)
+    stack = SipStack(endpoint, tcp=config.security.tcp)
     calls = build_call_handler(config, stack)
     core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent,
                       calls=calls)

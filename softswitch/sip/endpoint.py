@@ -154,6 +154,12 @@ class SipEndpoint:
                 return
             data = b""  # a framing error may follow the messages just handled
 
+    def buffered(self, connection: int) -> int:
+        """Octets of an incomplete message waiting on a TCP connection (0: none), for the
+        transport's header timeout."""
+        framer = self._framers.get(connection)
+        return 0 if framer is None else framer.pending
+
     def connection_lost(self, connection: int) -> None:
         """The transport saw the connection close. Client transactions waiting on it end as
         timeouts (§17.1.4). A server transaction's later answer on that connection is
