@@ -545,6 +545,68 @@ async def test_g729_only_offer_gets_488(server: Server, phone: Phone) -> None:
     assert handler_of(server).counters()["rtp_ports"] == 0
 
 
+def sdp_to(address: str, port: int, addrtype: str = "IP4") -> str:
+    return sdp_offer(port).replace("c=IN IP4 127.0.0.1", f"c=IN {addrtype} {address}")
+
+
+@pytest.mark.parametrize(("address", "port", "addrtype", "warning"), [
+    ("255.255.255.255", 40000, "IP4", '399 softswitch "255.255.255.255 is a broadcast address"'),
+    ("224.0.0.1", 40000, "IP4", '330 softswitch "multicast media is not available"'),
+    ("239.255.0.1/32", 40000, "IP4", '330 softswitch "multicast media is not available"'),
+    ("0.0.0.0", 40000, "IP4",
+     '399 softswitch "0.0.0.0 in an initial offer gives no address to send media to"'),
+    ("127.0.0.1", 1, "IP4", '399 softswitch "media port 1 is a reserved port (below 1024)"'),
+    ("no-such-host.invalid", 40000, "IP4", "301 softswitch \"c= address 'no-such-host.invalid'"
+     ' is not an IP address (names are not resolved)"'),
+], ids=["broadcast", "multicast", "multicast-ttl", "unspecified", "port-1", "name"])
+async def test_offers_aiming_media_elsewhere_get_488_and_nothing_is_sent(
+        server: Server, phone: Phone, address: str, port: int, addrtype: str,
+        warning: str) -> None:
+    handler = handler_of(server)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:
+        if address == "127.0.0.1":  # a service on port 1 here (root only) hears nothing
+            with contextlib.suppress(PermissionError):
+                service.bind((address, port))
+        service.setblocking(False)
+        _, answer = await phone.call(sdp=sdp_to(address, port, addrtype))
+        assert answer.status == 488
+        assert answer.header("warning") == warning
+        assert handler.counters() == {"calls": 0, "flows": 0, "rtp_ports": 0, "byes": 0}
+        assert len(server.calls.media.clock) == 0  # no stream: nothing is sent anywhere
+        await asyncio.sleep(0.1)
+        with pytest.raises(BlockingIOError):
+            service.recv(2048)
+
+
+async def test_reinvite_to_a_broadcast_address_is_refused_and_the_call_goes_on(
+        server: Server, phone: Phone) -> None:
+    dialog, answer = await phone.call()
+    refused = await phone.in_dialog(dialog, "INVITE", body=sdp_to("255.255.255.255", 40000),
+                                    content_type="application/sdp")
+    assert refused.status == 488 and "broadcast" in refused.header("warning")
+    phone.send(phone.request(dialog, "ACK", cseq=dialog.cseq,
+                             branch=f"z9hG4bK-{dialog.call_id}-refused"))
+    phone.drain_rtp()
+    assert len(await phone.rtp_for(0.2)) >= 5  # still to the caller's address
+    assert (await phone.in_dialog(dialog, "BYE")).status == 200
+    assert await settled(handler_of(server)) == {"calls": 0, "flows": 0, "rtp_ports": 0,
+                                                 "byes": 0}
+
+
+async def test_a_huge_offer_gets_a_small_answer(server: Server, phone: Phone) -> None:
+    """1,000 t= lines and a 20 kB fmtp, and the answer is what a plain offer gets."""
+    plain = sdp_offer(phone.rtp_port)
+    huge = plain.replace("t=0 0\r\n", "".join(f"t={3034423619 + i} 0\r\n"
+                                                for i in range(1000)))
+    huge = huge.replace("a=fmtp:101 0-15", "a=fmtp:101 " + ",".join(["0-15"] * 4000))
+    assert len(huge) > 35_000
+    dialog, answer = await phone.call(sdp=huge)
+    assert answer.status == 200
+    assert len(answer.body) < 250
+    assert answer.body.count(b"t=") == 1 and b"a=fmtp:101 0-15\r\n" in answer.body
+    assert (await phone.in_dialog(dialog, "BYE")).status == 200
+
+
 async def test_pcma_is_answered_with_the_offerers_order(server: Server, phone: Phone) -> None:
     dialog, answer = await phone.call(sdp=sdp_offer(phone.rtp_port, formats="8 0 101"))
     assert answer.status == 200

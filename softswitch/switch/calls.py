@@ -53,11 +53,13 @@ from ..sip.events import (
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response, make_response
 from ..sip.sdp import (
+    DestinationRefused,
     NegotiatedAudio,
     SdpError,
     SessionDescription,
     answer_audio,
     build_sdp,
+    check_offer_destinations,
     negotiated_audio,
     parse_sdp,
 )
@@ -195,6 +197,11 @@ class CallHandler:
         except SdpError as error:
             self._reply(transaction, 400, warning=f"bad SDP: {error}")
             return
+        try:
+            check_offer_destinations(offer, initial=True, signalling_host=peer.host)
+        except DestinationRefused as refused:
+            self._reply(transaction, 488, warning=str(refused), code=refused.warning_code)
+            return
         stream = self.media.open_stream()
         if stream is None:
             self._reply(transaction, 503, headers=[("retry-after", "10")],
@@ -306,6 +313,11 @@ class CallHandler:
             offer = parse_sdp(request.body)
         except SdpError as error:
             self._reply(transaction, 400, warning=f"bad SDP: {error}")
+            return
+        try:
+            check_offer_destinations(offer, initial=False, signalling_host=leg.peer.host)
+        except DestinationRefused as refused:
+            self._reply(transaction, 488, warning=str(refused), code=refused.warning_code)
             return
         stream = leg.stream
         origin = leg.answer.origin
