@@ -8,6 +8,7 @@ The addresses and ports written here are placeholders that SIPp rewrites.
     make_dtmf_pcap.py 09011110001#1234# out.pcap --pt 101 --gap-ms 200
     make_dtmf_pcap.py 123# out.pcap --duplicate 1.0 --reorder 0.3 --seed 7
     make_dtmf_pcap.py 123# out.pcap --inband --codec PCMA
+    make_dtmf_pcap.py 123# out.pcap --both
 
 Events: each digit is sent as event packets every 20 ms for --duration-ms, the
 last one three times with the E bit set (RFC 4733 §2.5.1.4), then --gap-ms of
@@ -16,6 +17,10 @@ silence (comfort: G.711 silence frames when --with-audio) before the next digit.
 In-band (--inband): G.711 audio only, no telephone-event: --duration-ms of the
 digit's two tones, then --gap-ms of silence, every 20 ms frame sent (the gaps
 are needed: a detector tells two presses of one key apart by the silence).
+
+Both (--both): as --inband, and each key also as RFC 4733 events beside the
+audio frames its tone sounds in, as a gateway that leaks tones does; one SSRC
+and one sequence for both (RFC 4733 §2.1).
 
 Network trouble, applied to the finished packet list (deterministic for a --seed):
 --duplicate P sends each packet twice with probability P (1.0: every packet);
@@ -138,6 +143,32 @@ def inband_packets(digits: str, duration_ms: int, gap_ms: int, amplitude: int, c
             seq, ts, t = seq + 1, ts + FRAME, t + 0.02
 
 
+def both_packets(digits: str, pt: int, duration_ms: int, gap_ms: int, volume: int,
+                 amplitude: int, codec: str):
+    """Yield (time, RTP packet): every 20 ms an audio frame, tone or silence, and while a key
+    sounds its event packet (the first with the marker, the last three with the E bit)."""
+    audio_pt, silence = STATIC_PT[codec], bytes([SILENCE[codec]]) * FRAME
+    seq, ts, t, ssrc = 1, 0, 0.0, 0xB07
+    for _ in range(5):
+        yield t, rtp(audio_pt, seq, ts, ssrc, silence, marker=seq == 1)
+        seq, ts, t = seq + 1, ts + FRAME, t + 0.02
+    for digit in digits:
+        event, steps, onset = EVENTS[digit], max(1, duration_ms // 20), ts
+        for step in range(1, steps + 1):
+            yield t, rtp(audio_pt, seq, ts, ssrc,
+                         tone(digit, FRAME, (step - 1) * FRAME, amplitude, codec), marker=False)
+            seq += 1
+            end = step == steps
+            body = struct.pack("!BBH", event, (0x80 if end else 0) | volume, step * FRAME)
+            for _ in range(3 if end else 1):
+                yield t, rtp(pt, seq, onset, ssrc, body, marker=step == 1)
+                seq += 1
+            ts, t = ts + FRAME, t + 0.02
+        for _ in range(max(1, gap_ms // 20)):
+            yield t, rtp(audio_pt, seq, ts, ssrc, silence, marker=False)
+            seq, ts, t = seq + 1, ts + FRAME, t + 0.02
+
+
 def disturb(packets: list[tuple[float, bytes]], duplicate: float, reorder: float,
             rng: random.Random) -> list[tuple[float, bytes]]:
     out: list[tuple[float, bytes]] = []
@@ -168,8 +199,10 @@ def main() -> int:
                     help="fill the gaps with G.711 silence frames")
     ap.add_argument("--inband", action="store_true",
                     help="G.711 tones instead of telephone-events")
+    ap.add_argument("--both", action="store_true",
+                    help="G.711 tones and telephone-events for every key")
     ap.add_argument("--codec", choices=("PCMU", "PCMA"), default="PCMU",
-                    help="audio codec of --inband and --with-audio frames")
+                    help="audio codec of --inband, --both and --with-audio frames")
     ap.add_argument("--amplitude", type=int, default=7000,
                     help="peak of each in-band tone (7000 is about -10 dBm0)")
     ap.add_argument("--duplicate", type=float, default=0.0, metavar="P",
@@ -182,7 +215,10 @@ def main() -> int:
     bad = [d for d in digits if d not in EVENTS]
     if bad:
         raise SystemExit(f"not a DTMF digit: {bad[0]!r}")
-    if args.inband:
+    if args.both:
+        packets = list(both_packets(digits, args.pt, args.duration_ms, args.gap_ms,
+                                    args.volume, args.amplitude, args.codec))
+    elif args.inband:
         packets = list(inband_packets(digits, args.duration_ms, args.gap_ms, args.amplitude,
                                       args.codec))
     else:

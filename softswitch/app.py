@@ -58,7 +58,7 @@ class Server:
 async def start(config: Config) -> Server:
     sip = config.sip
     endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
-    stack = SipStack(endpoint)
+    stack = SipStack(endpoint, tcp=config.security.tcp)
     # Bind first: a port in use is reported before anything touches the store.
     try:
         for address in sip.listen:

@@ -52,7 +52,10 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def write_config(directory: Path, port: int, **sip_overrides: object) -> Path:
+def write_config(directory: Path, port: int, *, sections: dict[str, object] | None = None,
+                 **sip_overrides: object) -> Path:
+    """The test config: `sip_overrides` go under sip:, `sections` are further top-level keys
+    (only for a test about that setting)."""
     sip: dict[str, object] = {"listen": [f"127.0.0.1:{port}"], "domain": DOMAIN}
     sip.update(sip_overrides)
     config = {
@@ -60,6 +63,7 @@ def write_config(directory: Path, port: int, **sip_overrides: object) -> Path:
         "store": {"url": f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
         "subscribers": SUBSCRIBERS,
         "log_level": "debug",
+        **(sections or {}),
     }
     path = directory / "softswitch.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
@@ -78,12 +82,14 @@ class ServerProcess:
     directory: Path
     port: int = field(default_factory=free_port)
     sip_overrides: dict[str, object] = field(default_factory=dict)
+    sections: dict[str, object] = field(default_factory=dict)  # other top-level config keys
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
     open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
 
     def start(self) -> ServerProcess:
-        self.config = write_config(self.directory, self.port, **self.sip_overrides)
+        self.config = write_config(self.directory, self.port, sections=self.sections,
+                                   **self.sip_overrides)
         self.log = open(self.directory / "server.log", "a")  # noqa: SIM115 - closed in stop()
         stdout_path = self.directory / "stdout.log"
         stdout = open(stdout_path, "w")  # noqa: SIM115 - the child owns it
@@ -141,13 +147,15 @@ def python_env() -> dict[str, str]:
 class SipClient:
     """A raw SIP socket for sending hand-written messages and reading the answers."""
 
-    def __init__(self, port: int, transport: str = "udp", host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, transport: str = "udp", host: str = "127.0.0.1",
+                 source: str | None = None) -> None:
+        """A socket to the server at `host`:`port`, from `source` (default: `host`)."""
         self.transport = transport
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, kind)
         self.sock.settimeout(5)
-        self.sock.bind((host, 0))
+        self.sock.bind((source or host, 0))
         self.local_port = self.sock.getsockname()[1]
         self.server = (host, port)
         if transport == "tcp":

@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,6 +462,42 @@ async def test_rfc4733_digits_over_rtp(server: Server, phone: Phone,
         "dtmf-test digits=4D"]
 
 
+async def test_rtp_from_a_third_address_neither_keys_nor_hears_the_call(
+        server: Server, phone: Phone, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 4733 keys from 127.0.0.2, sent to the call's port before the caller's first packet,
+    are not read and do not take our audio; the caller's own keys are read."""
+    caplog.set_level(logging.INFO, logger="softswitch")
+    dialog, answer = await phone.call()
+    media = ("127.0.0.1", answer.media_port)
+    loop = asyncio.get_running_loop()
+    attacker, attacker_inbox = await loop.create_datagram_endpoint(
+        _Inbox, local_addr=("127.0.0.2", 0))
+    try:
+        injector = RtpSession(0x666, 0, 101, media)
+        for key in "9#":
+            for packet in injector.send_dtmf(key):
+                attacker.sendto(packet, media)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert heard(phone.drain_rtp()) == ["dtmf_test_intro"]  # still to the caller
+        caller = RtpSession(0x1234, 0, 101, media)
+        for key in "12#":
+            for packet in caller.send_dtmf(key):
+                phone.rtp.sendto(packet, media)
+            await asyncio.sleep(0.05)
+        await phone.answer_bye()
+        assert attacker_inbox.queue.empty()  # not one packet of ours went there
+        attacker_port = attacker.get_extra_info("sockname")[1]
+    finally:
+        attacker.close()
+    assert [r.getMessage() for r in caplog.records if "digits=" in r.getMessage()] == [
+        "dtmf-test digits=12"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "softswitch.security"] == [
+        ("WARNING", f"rtp-rejected source=127.0.0.2:{attacker_port} call={dialog.call_id} "
+                    "reason=unexpected-source")]  # once, for the 18 packets
+
+
 async def test_no_ack_ends_the_call_without_media_or_bye(server: Server, phone: Phone) -> None:
     """A caller that never ACKs (a spoofed source, a flood) gets the 2xx retransmitted and
     nothing else: no RTP before the ACK, no BYE to an address nobody verified (item 11)."""
@@ -555,6 +592,68 @@ async def test_g729_only_offer_gets_488(server: Server, phone: Phone) -> None:
     assert answer.status == 488
     assert "no common codec" in answer.header("warning")
     assert handler_of(server).counters()["rtp_ports"] == 0
+
+
+def sdp_to(address: str, port: int, addrtype: str = "IP4") -> str:
+    return sdp_offer(port).replace("c=IN IP4 127.0.0.1", f"c=IN {addrtype} {address}")
+
+
+@pytest.mark.parametrize(("address", "port", "addrtype", "warning"), [
+    ("255.255.255.255", 40000, "IP4", '399 softswitch "255.255.255.255 is a broadcast address"'),
+    ("224.0.0.1", 40000, "IP4", '330 softswitch "multicast media is not available"'),
+    ("239.255.0.1/32", 40000, "IP4", '330 softswitch "multicast media is not available"'),
+    ("0.0.0.0", 40000, "IP4",
+     '399 softswitch "0.0.0.0 in an initial offer gives no address to send media to"'),
+    ("127.0.0.1", 1, "IP4", '399 softswitch "media port 1 is a reserved port (below 1024)"'),
+    ("no-such-host.invalid", 40000, "IP4", "301 softswitch \"c= address 'no-such-host.invalid'"
+     ' is not an IP address (names are not resolved)"'),
+], ids=["broadcast", "multicast", "multicast-ttl", "unspecified", "port-1", "name"])
+async def test_offers_aiming_media_elsewhere_get_488_and_nothing_is_sent(
+        server: Server, phone: Phone, address: str, port: int, addrtype: str,
+        warning: str) -> None:
+    handler = handler_of(server)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:
+        if address == "127.0.0.1":  # a service on port 1 here (root only) hears nothing
+            with contextlib.suppress(PermissionError):
+                service.bind((address, port))
+        service.setblocking(False)
+        _, answer = await phone.call(sdp=sdp_to(address, port, addrtype))
+        assert answer.status == 488
+        assert answer.header("warning") == warning
+        assert handler.counters() == {"calls": 0, "flows": 0, "rtp_ports": 0, "byes": 0}
+        assert len(server.calls.media.clock) == 0  # no stream: nothing is sent anywhere
+        await asyncio.sleep(0.1)
+        with pytest.raises(BlockingIOError):
+            service.recv(2048)
+
+
+async def test_reinvite_to_a_broadcast_address_is_refused_and_the_call_goes_on(
+        server: Server, phone: Phone) -> None:
+    dialog, answer = await phone.call()
+    refused = await phone.in_dialog(dialog, "INVITE", body=sdp_to("255.255.255.255", 40000),
+                                    content_type="application/sdp")
+    assert refused.status == 488 and "broadcast" in refused.header("warning")
+    phone.send(phone.request(dialog, "ACK", cseq=dialog.cseq,
+                             branch=f"z9hG4bK-{dialog.call_id}-refused"))
+    phone.drain_rtp()
+    assert len(await phone.rtp_for(0.2)) >= 5  # still to the caller's address
+    assert (await phone.in_dialog(dialog, "BYE")).status == 200
+    assert await settled(handler_of(server)) == {"calls": 0, "flows": 0, "rtp_ports": 0,
+                                                 "byes": 0}
+
+
+async def test_a_huge_offer_gets_a_small_answer(server: Server, phone: Phone) -> None:
+    """1,000 t= lines and a 20 kB fmtp, and the answer is what a plain offer gets."""
+    plain = sdp_offer(phone.rtp_port)
+    huge = plain.replace("t=0 0\r\n", "".join(f"t={3034423619 + i} 0\r\n"
+                                                for i in range(1000)))
+    huge = huge.replace("a=fmtp:101 0-15", "a=fmtp:101 " + ",".join(["0-15"] * 4000))
+    assert len(huge) > 35_000
+    dialog, answer = await phone.call(sdp=huge)
+    assert answer.status == 200
+    assert len(answer.body) < 250
+    assert answer.body.count(b"t=") == 1 and b"a=fmtp:101 0-15\r\n" in answer.body
+    assert (await phone.in_dialog(dialog, "BYE")).status == 200
 
 
 async def test_pcma_is_answered_with_the_offerers_order(server: Server, phone: Phone) -> None:
@@ -813,6 +912,53 @@ async def test_port_pool_hands_out_the_longest_rested_port_and_skips_busy_ones()
     assert pool.in_use == 0
 
 
+def free_udp_range(size: int) -> int:
+    """A port p with p..p+size-1 free for UDP on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randrange(30000, 60000 - size)
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {size} free consecutive ports")
+
+
+async def test_port_pool_draws_at_random_from_the_rested_half() -> None:
+    """A call's port cannot be predicted, and a freed port still rests: freed among 37 free
+    ports, it is drawn again no sooner than 18 calls later (handed out in order: always 36)."""
+    base = free_udp_range(40)
+    pool = RtpPortPool("127.0.0.1", base, base + 39)
+    orders = []
+    for _ in range(2):
+        opened = [pool.open() for _ in range(12)]
+        orders.append([item[1] for item in opened if item is not None])
+        for item in opened:
+            assert item is not None
+            pool.release(*item)
+    assert orders[0] != orders[1] and orders[0] != sorted(orders[0])
+    in_use = deque(item for item in (pool.open() for _ in range(4)) if item is not None)
+    released_at: dict[int, int] = {}
+    rests = []
+    for opening in range(400):
+        sock, port = in_use.popleft()
+        pool.release(sock, port)
+        released_at[port] = opening
+        opened = pool.open()
+        assert opened is not None
+        if opened[1] in released_at:
+            rests.append(opening - released_at[opened[1]])
+        in_use.append(opened)
+    for item in in_use:
+        pool.release(*item)
+    assert pool.in_use == 0
+    assert min(rests) >= 18
+    assert len(set(rests)) > 5  # drawn, not queued
+
+
 # ---- SIPp, with the real prompts ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sipp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
@@ -885,3 +1031,36 @@ def test_sipp_inband_tones(sipp_server: ServerProcess, tmp_path: Path) -> None:
     lines = new_log_lines(sipp_server, offset)
     assert collected(lines) == ["09011110001*AD"]
     assert all(line.endswith("by inband") for line in lines if "dtmf-test key" in line)
+
+
+@needs_sipp
+def test_sipp_inband_tones_with_telephone_event_offered(sipp_server: ServerProcess,
+                                                        tmp_path: Path) -> None:
+    """pyVoIP and many gateways offer telephone-event and key tones in the audio."""
+    assert "RTP/AVP 0 101" in SCENARIO.read_text()
+    keyed = "09011110001*AD#"
+    pcap = make_pcap(tmp_path / "tones.pcap", keyed, "--inband")
+    offset = len(sipp_server.log_text())
+    done = sipp_dtmf_call(sipp_server, pcap, len(keyed))
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = new_log_lines(sipp_server, offset)
+    assert any("answered: PCMU+events" in line for line in lines)
+    assert collected(lines) == ["09011110001*AD"]
+    keys = [line.rsplit(" ", 3)[-3:] for line in lines if "dtmf-test key" in line]
+    assert keys == [[key, "by", "inband"] for key in keyed]
+
+
+@needs_sipp
+def test_sipp_keys_sent_both_as_events_and_tones_count_once(sipp_server: ServerProcess,
+                                                            tmp_path: Path) -> None:
+    """Each key as RFC 4733 events and as its tone in the audio beside them; keys repeated
+    at the keypad's pace still count once per press."""
+    keyed = "5599*#"
+    pcap = make_pcap(tmp_path / "both.pcap", keyed, "--both")
+    offset = len(sipp_server.log_text())
+    done = sipp_dtmf_call(sipp_server, pcap, len(keyed))
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = new_log_lines(sipp_server, offset)
+    assert collected(lines) == ["5599*"]
+    keys = [line.rsplit(" ", 3)[-3:] for line in lines if "dtmf-test key" in line]
+    assert keys == [[key, "by", "rfc4733"] for key in keyed]  # the event came first, each time

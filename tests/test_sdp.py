@@ -7,6 +7,7 @@ import pytest
 
 from softswitch.sip.sdp import (
     Connection,
+    DestinationRefused,
     MediaDescription,
     NegotiatedAudio,
     Origin,
@@ -16,6 +17,7 @@ from softswitch.sip.sdp import (
     Timing,
     answer_audio,
     build_sdp,
+    check_offer_destinations,
     is_hold,
     negotiated_audio,
     parse_sdp,
@@ -391,7 +393,7 @@ def test_answer_to_linphone_picks_pcmu_and_8k_events_and_rejects_video() -> None
     assert audio.fmtp == {100: "0-15"}  # none offered: the RFC 4733 default set
     assert audio.ptime == 20
     assert (video.media, video.port, video.proto, video.formats) == (
-        "video", 0, "RTP/AVP", ["96", "97"]
+        "video", 0, "RTP/AVP", ["96"]  # one format keeps the line well-formed
     )
     assert video.attributes == []
     negotiated = negotiated_audio(offer, answered)
@@ -405,7 +407,7 @@ def test_answer_follows_offer_preference_pjsua_pcma() -> None:
     assert answered is not None
     [audio] = answered.media
     assert audio.formats == ["8", "102"]
-    assert audio.fmtp == {102: "0-16"}  # the offer's event range, echoed
+    assert audio.fmtp == {102: "0-15"}  # of the offer's 0-16, the DTMF events
     negotiated = negotiated_audio(offer, answered)
     assert (negotiated.remote_address, negotiated.remote_port) == ("10.0.0.5", 4000)
     assert (negotiated.payload_type, negotiated.codec, negotiated.telephone_event) == (
@@ -571,3 +573,135 @@ def test_negotiated_audio_errors() -> None:
     assert answered is not None
     with pytest.raises(SdpError, match="no c= line"):
         negotiated_audio(no_connection, answered)
+
+
+# --- destinations and the size of the answer ---------------------------------------------------
+
+
+def offer_to(address: str, port: int = 6000, addrtype: str = "IP4") -> SessionDescription:
+    return parse_sdp(crlf(f"""
+v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+c=IN {addrtype} {address}
+t=0 0
+m=audio {port} RTP/AVP 0
+"""))
+
+
+@pytest.mark.parametrize(("address", "port", "addrtype", "code", "reason"), [
+    ("255.255.255.255", 6000, "IP4", 399, "broadcast"),
+    ("224.0.0.1", 6000, "IP4", 330, "multicast"),
+    ("239.1.2.3/127", 6000, "IP4", 330, "multicast"),
+    ("ff02::1", 6000, "IP6", 330, "multicast"),
+    ("::ffff:255.255.255.255", 6000, "IP6", 399, "broadcast"),
+    ("0.0.0.0", 6000, "IP4", 399, "initial offer"),
+    ("::", 6000, "IP6", 399, "initial offer"),
+    ("192.0.2.10", 1, "IP4", 399, "reserved port"),
+    ("192.0.2.10", 1023, "IP4", 399, "reserved port"),
+    ("phone.example.com", 6000, "IP4", 301, "not an IP address"),
+    ("no-such-host.invalid", 6000, "IP4", 301, "names are not resolved"),
+    ("010.0.0.1", 6000, "IP4", 301, "not an IP address"),
+    ("\u00e9" + "x" * 500, 6000, "IP4", 301, r"^c= address '\?x{39}\.\.\.' is not"),
+    ("2001:db8::1", 6000, "IP4", 301, "does not match"),
+    ("192.0.2.10", 6000, "IP6", 301, "does not match"),
+])
+def test_refused_destinations(address: str, port: int, addrtype: str, code: int,
+                              reason: str) -> None:
+    with pytest.raises(DestinationRefused, match=reason) as refused:
+        check_offer_destinations(offer_to(address, port, addrtype), initial=True)
+    assert refused.value.warning_code == code
+    assert isinstance(refused.value, SdpError)
+
+
+@pytest.mark.parametrize(("address", "port", "addrtype"), [
+    ("192.0.2.10", 1024, "IP4"), ("10.1.2.3", 65535, "IP4"), ("2001:db8::10", 4000, "IP6"),
+    ("fe80::1%eth0", 4000, "IP6"), ("::ffff:192.0.2.10", 4000, "IP6"),
+])
+def test_accepted_destinations(address: str, port: int, addrtype: str) -> None:
+    check_offer_destinations(offer_to(address, port, addrtype), initial=True)
+
+
+def test_unspecified_address_in_a_reinvite_is_hold() -> None:
+    check_offer_destinations(offer_to("0.0.0.0"), initial=False)
+    check_offer_destinations(offer_to("::", addrtype="IP6"), initial=False)
+    with pytest.raises(DestinationRefused, match="broadcast"):
+        check_offer_destinations(offer_to("255.255.255.255"), initial=False)
+
+
+def test_loopback_only_from_a_loopback_caller() -> None:
+    check_offer_destinations(offer_to("127.0.0.1"), initial=True, signalling_host="127.0.0.5")
+    check_offer_destinations(offer_to("::1", addrtype="IP6"), initial=True,
+                             signalling_host="[::1]")
+    with pytest.raises(DestinationRefused, match="loopback"):
+        check_offer_destinations(offer_to("127.0.0.1"), initial=True,
+                                 signalling_host="203.0.113.5")
+
+
+def test_every_active_stream_is_checked_and_disabled_ones_are_not() -> None:
+    body = crlf("""
+v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+c=IN IP4 192.0.2.10
+t=0 0
+m=audio 6000 RTP/AVP 0
+m=video 0 RTP/AVP 31
+c=IN IP4 255.255.255.255
+m=video 6002 RTP/AVP 31
+c=IN IP4 camera.example.com
+""")
+    with pytest.raises(DestinationRefused, match="camera.example.com"):
+        check_offer_destinations(parse_sdp(body), initial=True)
+    check_offer_destinations(parse_sdp(body.replace(b"m=video 6002", b"m=video 0")),
+                             initial=True)
+    no_connection = parse_sdp(SIPP_OFFER.replace(b"c=IN IP4 127.0.0.1\r\n", b""))
+    with pytest.raises(DestinationRefused, match="no c= line"):
+        check_offer_destinations(no_connection, initial=True)
+    with pytest.raises(DestinationRefused, match="network type 'ATM' is not IN"):
+        check_offer_destinations(parse_sdp(SIPP_OFFER.replace(b"c=IN", b"c=ATM")),
+                                 initial=True)
+
+
+@pytest.mark.parametrize(("offered", "answered"), [
+    (None, "0-15"), ("", "0-15"), ("0-15", "0-15"), ("0-16", "0-15"), ("0-255", "0-15"),
+    ("0-11", "0-11"), ("0,1,2,3,10,11", "0-3,10-11"), ("16-32", None), ("x,y-z,5", "5"),
+    ("11,0-9", "0-9,11"), ("1-0", None), ("3-3", "3"),
+])
+def test_answered_telephone_events(offered: str | None, answered: str | None) -> None:
+    fmtp = "" if offered is None else f"a=fmtp:101 {offered}\n"
+    body = crlf(f"""
+v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+c=IN IP4 192.0.2.10
+t=0 0
+m=audio 6000 RTP/AVP 0 101
+a=rtpmap:101 telephone-event/8000
+{fmtp}""")
+    answer_ = answer(body)
+    assert answer_ is not None
+    [audio] = answer_.media
+    if answered is None:  # none of the DTMF events: telephone-event is not negotiated
+        assert audio.formats == ["0"] and audio.fmtp == {}
+    else:
+        assert audio.formats == ["0", "101"] and audio.fmtp == {101: answered}
+
+
+def test_a_huge_offer_gets_a_small_answer() -> None:
+    lines = ["v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.10"]
+    lines += [f"t={3034423619 + i} {3042462419 + i}" for i in range(1000)]
+    lines += ["r=7d 1h 0 25h"] + [f"a=session-{i}:{'x' * 50}" for i in range(100)]
+    lines += ["m=audio 6000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000",
+              "a=fmtp:101 " + ",".join(["0-15"] * 4000)]
+    lines += [f"a=candidate:{i} 1 UDP 1 192.0.2.10 {7000 + i} typ host" for i in range(100)]
+    lines += ["m=video 6002 RTP/AVP " + " ".join(str(pt) for pt in range(96, 128))]
+    lines += [f"a=rtpmap:{pt} H264/90000" for pt in range(96, 128)]
+    body = ("\r\n".join(lines) + "\r\n").encode()
+    assert len(body) > 50_000
+    answered = answer(body)
+    assert answered is not None
+    built = build_sdp(answered)
+    assert len(built) < 300
+    assert built.count(b"t=") == 1 and b"r=" not in built
+    assert b"a=fmtp:101 0-15\r\n" in built and b"m=video 0 RTP/AVP 96\r\n" in built

@@ -7,6 +7,7 @@ here: one shared 20 ms tick calls `next_frame()` (or `skip_frame()`) for every s
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, replace
 
@@ -39,6 +40,16 @@ class AudioFrame:
     at: float
 
 
+@dataclass(slots=True, frozen=True)
+class SourceRejected:
+    """RTP from a host the session does not accept (see `RtpSession`): reported for the first
+    such packet of the session only, so that the owner logs it once; the others are counted in
+    `RtpStats.packets_rejected`."""
+
+    source: Address
+    at: float
+
+
 @dataclass(slots=True)
 class RtpStats:
     packets_sent: int = 0
@@ -46,7 +57,8 @@ class RtpStats:
     packets_received: int = 0  # accepted RTP packets, duplicates included
     octets_received: int = 0
     packets_lost: int = 0  # expected minus received (RFC 3550 A.3), never negative
-    packets_discarded: int = 0  # not RTP, RTCP, or from an address the session does not accept
+    packets_discarded: int = 0  # not RTP, RTCP, or a stray stream from an accepted host
+    packets_rejected: int = 0  # RTP from a host the session does not accept
 
 
 @dataclass(slots=True)
@@ -78,41 +90,57 @@ class _SequenceTracker:
 class RtpSession:
     """The RTP of one call leg with G.711 audio and optional RFC 4733 telephone-events.
 
-    Symmetric RTP (for phones behind NAT): the first valid RTP packet latches the session to its
-    source address, and from then on audio is sent there, whatever the SDP said. Later packets
-    from another address are dropped, unless they carry the SSRC of the latched stream (the
-    same phone after a NAT rebinding), which moves the latch. `set_remote()` (new SDP, e.g. a
-    re-INVITE) unlatches. With `symmetric=False` the SDP address is kept and packets from any
-    address are accepted.
+    Accepted sources: RTP is taken only from the host the SDP gives (`remote`) or, for a phone
+    behind NAT, from the host the caller's signalling came from (`signalling_host`, the IP the
+    INVITE came from), on any port. Anything else is discarded and counted, and the first such
+    packet is reported (`SourceRejected`): otherwise whoever sends first, from anywhere, could
+    take the call over, injecting keys (a PIN) and receiving our audio. A spoofed source of
+    an accepted host can still inject; it receives nothing.
+
+    Symmetric RTP (for phones behind NAT): the first valid RTP packet from an accepted host
+    latches the session to its source address, and from then on audio is sent there, whatever
+    the SDP said. Later packets from another address are dropped, unless they carry the SSRC
+    of the latched stream (the same phone after a NAT rebinding), which moves the latch.
+    `set_remote()` (new SDP, e.g. a re-INVITE) unlatches. With `symmetric=False` the SDP
+    address is kept.
 
     A new SSRC from the accepted address is a new stream (a re-INVITE, a transfer upstream):
     sequence accounting and telephone-event memory start over.
 
-    Digits: RFC 4733 events when `telephone_event_pt` is set; otherwise, for PCMU/PCMA, in-band
-    tone detection on the received audio (never both, so tone leakage beside events cannot
-    double a digit). SIP INFO digits enter via `info_digit()`; all three pass one
-    DigitDeduplicator, so each press comes out once.
+    Digits: RFC 4733 events when `telephone_event_pt` is set, and, for PCMU/PCMA, in-band tones
+    in the received audio whether or not telephone-event was negotiated (pyVoIP and many
+    gateways offer it and still send tones). SIP INFO digits enter via `info_digit()`; all
+    three pass one DigitDeduplicator, so a press that one phone reports two ways (an event and
+    its tone leaking into the audio) comes out once.
     """
 
     __slots__ = (
         "local_ssrc", "payload_type", "telephone_event_pt", "codec", "remote", "symmetric",
-        "_latched", "_sequence", "_timestamp", "_talkspurt", "_stats", "_remote_ssrc",
-        "_tracker", "_events", "_inband", "_digits",
+        "_signalling_host", "_accepted_hosts", "_rejection_reported", "_latched", "_sequence",
+        "_timestamp", "_talkspurt", "_stats", "_remote_ssrc", "_tracker", "_events", "_inband",
+        "_digits",
     )
 
     def __init__(self, local_ssrc: int, payload_type: int, telephone_event_pt: int | None,
                  remote: Address | None, symmetric: bool = True, *,
-                 codec: Codec | None = None, initial_sequence: int | None = None,
+                 codec: Codec | None = None, signalling_host: str | None = None,
+                 initial_sequence: int | None = None,
                  initial_timestamp: int | None = None) -> None:
         """`codec` names the audio codec when `payload_type` is not the static 0 (PCMU) or 8
-        (PCMA). Initial sequence and timestamp are random unless given (RFC 3550 §5.1)."""
+        (PCMA). `signalling_host`: the IP address the caller's INVITE came from (RTP from there
+        is accepted on any port). Initial sequence and timestamp are random unless given
+        (RFC 3550 §5.1)."""
         self.local_ssrc = local_ssrc
         self.payload_type = payload_type
         self.telephone_event_pt = telephone_event_pt
         self.codec = codec if codec is not None else _STATIC_CODECS.get(payload_type)
-        self.remote = remote
+        self.remote: Address | None = None
         self.symmetric = symmetric
+        self._signalling_host = None if signalling_host is None else _host_key(signalling_host)
+        self._accepted_hosts: frozenset[str] = frozenset()
+        self._rejection_reported = False
         self._latched = False
+        self.set_remote(remote)
         self._sequence = secrets.randbits(16) if initial_sequence is None else initial_sequence
         self._timestamp = (secrets.randbits(32) if initial_timestamp is None
                            else initial_timestamp)
@@ -122,8 +150,7 @@ class RtpSession:
         self._tracker: _SequenceTracker | None = None
         self._events = (TelephoneEventReceiver(telephone_event_pt)
                         if telephone_event_pt is not None else None)
-        self._inband = (InbandDtmfDetector()
-                        if telephone_event_pt is None and self.codec is not None else None)
+        self._inband = InbandDtmfDetector(self.codec) if self.codec is not None else None
         self._digits = DigitDeduplicator()
 
     # --- sending ---------------------------------------------------------------------------
@@ -177,10 +204,21 @@ class RtpSession:
 
     # --- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes, source: Address, now: float) -> list[DigitEvent | AudioFrame]:
-        """Audio frames and newly pressed digits in one datagram from `source`."""
+    def receive(self, data: bytes, source: Address,
+                now: float) -> list[DigitEvent | AudioFrame | SourceRejected]:
+        """Audio frames and newly pressed digits in one datagram from `source`, or the report
+        of the first datagram from a host the session does not accept."""
         packet = parse_rtp(data)
-        if packet is None or not self._accept_source(packet, source):
+        if packet is None:
+            self._stats.packets_discarded += 1
+            return []
+        if source[0] not in self._accepted_hosts:
+            self._stats.packets_rejected += 1
+            if self._rejection_reported:
+                return []
+            self._rejection_reported = True
+            return [SourceRejected(source, now)]
+        if not self._latch(packet, source):
             self._stats.packets_discarded += 1
             return []
         self._count(packet)
@@ -189,12 +227,13 @@ class RtpSession:
                     if self._digits.accept(event)]
         if packet.payload_type != self.payload_type:
             return []  # comfort noise or a codec not negotiated: nothing to play or detect
-        out: list[DigitEvent | AudioFrame] = [
+        out: list[DigitEvent | AudioFrame | SourceRejected] = [
             AudioFrame(packet.payload, packet.sequence, packet.timestamp, packet.marker, now)
         ]
-        if self._inband is not None and self.codec is not None:
-            out += [event for event in self._inband.feed(self.codec.to_pcm16(packet.payload), now)
-                    if self._digits.accept(event)]
+        if self._inband is not None:
+            tones = self._inband.feed(packet.payload, now)
+            if tones:
+                out += [event for event in tones if self._digits.accept(event)]
         return out
 
     def info_digit(self, digit: str, now: float) -> DigitEvent | None:
@@ -203,16 +242,22 @@ class RtpSession:
         return event if self._digits.accept(event) else None
 
     def set_remote(self, remote: Address | None) -> None:
-        """New media address from SDP (None while on hold); symmetric RTP latches anew."""
+        """New media address from SDP (None while on hold); symmetric RTP latches anew. RTP is
+        accepted from the host of the last address given and from the signalling host."""
         self.remote = remote
         self._latched = False
+        hosts = set(self._accepted_hosts) if remote is None else {_host_key(remote[0])}
+        if self._signalling_host is not None:
+            hosts.add(self._signalling_host)
+        self._accepted_hosts = frozenset(hosts)
 
     @property
     def stats(self) -> RtpStats:
         lost = self._tracker.lost if self._tracker is not None else 0
         return replace(self._stats, packets_lost=self._stats.packets_lost + lost)
 
-    def _accept_source(self, packet: RtpPacket, source: Address) -> bool:
+    def _latch(self, packet: RtpPacket, source: Address) -> bool:
+        """Whether to take a packet from an accepted host; symmetric RTP follows it there."""
         if not self.symmetric or (self._latched and source == self.remote):
             return True
         if self._latched and packet.ssrc != self._remote_ssrc:
@@ -231,3 +276,12 @@ class RtpSession:
             self._tracker = _SequenceTracker(packet.sequence, packet.sequence)
         else:
             self._tracker.update(packet.sequence)
+
+
+def _host_key(host: str) -> str:
+    """An IP address as the socket layer writes a datagram's source (IPv6 compressed, lower
+    case), so that an SDP or Via spelling of the same address compares equal."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        return host

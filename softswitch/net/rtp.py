@@ -7,9 +7,14 @@ owns sockets and time:
 - `RtpPortPool` binds one UDP socket per call on a port of `media.rtp_port_min..max`. Every
   port of the range is used (no even/odd RTP/RTCP pairing: 1,000 ports carry 1,000 calls; we
   send no RTCP and a peer's RTCP that lands on a neighbouring port is discarded there by its
-  packet type). Freed ports go to the back of the queue, so a port rests as long as possible
-  before the next call gets it: late packets of the old call then rarely reach the new one,
-  whose symmetric RTP would otherwise latch onto them. A port another program holds is skipped.
+  packet type). A call gets a port drawn at random (`secrets`) from the half of the free ports
+  that rested longest; freed ports go to the back of the queue. Random, so that nobody can
+  predict a call's port and aim packets at it before the caller's first one; from the rested
+  half, so that a port still rests before reuse (late packets of the old call would otherwise
+  reach the new one, whose symmetric RTP could latch onto them when they come from the same
+  host). The trade-off: with F ports free a port is drawn from about F/2, and rests for at
+  least about F/2 calls, where handing them out in order made it rest F calls and made the
+  next port known to anyone who saw one. A port another program holds is skipped.
 - `MediaClock` is one `loop.call_at` timer for all calls (not a task per call). Each tick
   calls `MediaStream._send_next()` for every stream: slice the next 160-byte payload of the
   prompt (pre-encoded by `PromptLibrary`), let the session put the 12-byte header on it, one
@@ -45,6 +50,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import secrets
 import socket
 import time
 from collections import deque
@@ -53,9 +60,10 @@ from collections.abc import Callable, Sequence
 from ..config import SilencePolicy
 from ..media.dtmf import DigitEvent
 from ..media.g711 import Codec
-from ..media.session import SAMPLES_PER_FRAME, Address, AudioFrame, RtpSession
+from ..media.session import SAMPLES_PER_FRAME, Address, AudioFrame, RtpSession, SourceRejected
 
 log = logging.getLogger(__name__)
+security_log = logging.getLogger("softswitch.security")
 
 PTIME = 0.020  # seconds per frame
 MAX_CATCH_UP = 3  # frames sent in one tick for ticks that were missed; beyond that, skipped
@@ -83,15 +91,19 @@ class RtpPortPool:
         return len(self._free) + len(self._in_use)
 
     def open(self) -> tuple[socket.socket, int] | None:
-        """A non-blocking socket bound to the port that rested longest; None if none is free."""
-        for _ in range(len(self._free)):
-            port = self._free.popleft()
+        """A non-blocking socket bound to a random one of the longer-rested half of the free
+        ports; None if none is free."""
+        free = self._free
+        for _ in range(len(free)):
+            index = secrets.randbelow((len(free) + 1) // 2)
+            port = free[index]
+            del free[index]
             sock = socket.socket(self._family, socket.SOCK_DGRAM)
             try:
                 sock.bind((self.host, port))
             except OSError:
                 sock.close()
-                self._free.append(port)  # held by another program: try it again later
+                free.append(port)  # held by another program: try it again later
                 continue
             sock.setblocking(False)
             if self._family == socket.AF_INET:
@@ -167,14 +179,15 @@ class MediaStream:
     the session and puts it on the clock; `close()` takes it off and frees the port.
     """
 
-    __slots__ = ("port", "codec", "session", "on_digit", "on_audio", "_engine", "_sock",
-                 "_sendto", "_silence", "_keepalive_ticks", "_quiet_ticks", "_sending", "_clip",
-                 "_index", "_queue", "_done", "_closed", "send_errors")
+    __slots__ = ("port", "codec", "session", "call_id", "on_digit", "on_audio", "_engine",
+                 "_sock", "_sendto", "_silence", "_keepalive_ticks", "_quiet_ticks", "_sending",
+                 "_clip", "_index", "_queue", "_done", "_closed", "send_errors")
 
     def __init__(self, engine: RtpEngine, sock: socket.socket, port: int) -> None:
         self.port = port
         self.codec = Codec.PCMU
         self.session: RtpSession | None = None
+        self.call_id = ""  # for the log
         self.on_digit: Callable[[DigitEvent], None] | None = None
         self.on_audio: Callable[[AudioFrame], None] | None = None  # set only while recording
         self.send_errors = 0
@@ -192,9 +205,12 @@ class MediaStream:
         self._closed = False
 
     # ---- life -------------------------------------------------------------------------------
-    def start(self, session: RtpSession, codec: Codec, *, sending: bool) -> None:
-        """Begin receiving and sending (until something plays: silence as the policy says)."""
+    def start(self, session: RtpSession, codec: Codec, *, sending: bool,
+              call_id: str = "") -> None:
+        """Begin receiving and sending (until something plays: silence as the policy says).
+        `call_id` names the call in log lines."""
         self.session = session
+        self.call_id = call_id
         self.codec = codec
         self._silence = codec.silence(SAMPLES_PER_FRAME)
         self._sending = sending and session.remote is not None
@@ -319,11 +335,20 @@ class MediaStream:
             except OSError:  # e.g. an ICMP error queued on the socket: nothing to read
                 return
             for item in session.receive(data, source[:2], now):
-                if isinstance(item, DigitEvent):
+                if isinstance(item, AudioFrame):
+                    if self.on_audio is not None:
+                        self.on_audio(item)
+                elif isinstance(item, DigitEvent):
                     if self.on_digit is not None:
                         self.on_digit(item)
-                elif self.on_audio is not None:
-                    self.on_audio(item)
+                else:
+                    self._rejected(item)
+
+    def _rejected(self, report: SourceRejected) -> None:
+        host, port = report.source
+        shown = f"[{host}]" if ":" in host else host
+        security_log.warning("rtp-rejected source=%s:%d call=%s reason=unexpected-source",
+                             shown, port, _log_value(self.call_id))
 
 
 class RtpEngine:
@@ -360,3 +385,14 @@ class RtpEngine:
 
     def close(self) -> None:
         self.clock.close()
+
+
+_UNSAFE = re.compile(r'[^\x21-\x7e ]|["\\]')
+
+
+def _log_value(text: str) -> str:
+    """Attacker-chosen text (a Call-ID) as one log field: printable ASCII ('?' for anything
+    else, quotes and backslashes too), at most 64 characters, quoted if it has spaces or is
+    empty (the format of docs/SECURITY.md)."""
+    text = _UNSAFE.sub("?", text[:64])
+    return f'"{text}"' if not text or " " in text else text

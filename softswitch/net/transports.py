@@ -3,6 +3,14 @@
 Like aioquic's asyncio protocol, it only feeds received bytes to the endpoint, hands the
 endpoint's events to the switch, sends what the endpoint outputs, and keeps one timer armed
 at the endpoint's earliest deadline.
+
+TCP connections are bounded (`security.tcp`): at most `max_connections_per_source` from one
+IP address (so that one source cannot take every connection and lock the others out) and
+`MAX_TCP_CONNECTIONS` in all; each message, the first one included, must arrive whole within
+`header_timeout_seconds` of its first byte (of the connection, for the first), so that a
+sender trickling a byte now and then cannot hold a connection and its buffer for ever; and a
+connection without a byte for `idle_timeout_seconds` is closed. Refusals and header timeouts
+are logged on `softswitch.security` with the source, in the format of docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -16,15 +24,15 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
-from ..config import ListenAddress
+from ..config import ListenAddress, TcpLimitsConfig
 from ..sip.endpoint import SipEndpoint
 from ..sip.events import CloseConnection, Event, Peer, Transmit
 from ..sip.message import Request, Response
 from ..sip.transaction import ClientTransaction, ServerTransaction
 
 log = logging.getLogger(__name__)
+security_log = logging.getLogger("softswitch.security")
 
-TCP_IDLE_TIMEOUT = 600.0  # seconds without a byte before we drop a TCP connection
 MAX_TCP_CONNECTIONS = 4096  # beyond this a new connection is closed at once
 MAX_TCP_WRITE_BUFFER = 1 << 20  # a peer that does not read its answers is dropped past 1 MiB
 
@@ -32,14 +40,17 @@ MAX_TCP_WRITE_BUFFER = 1 << 20  # a peer that does not read its answers is dropp
 class SipStack:
     """Sockets for every listen address and transport, all feeding one endpoint."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipEndpoint, *, tcp: TcpLimitsConfig | None = None) -> None:
+        """`tcp`: the limits on TCP connections (security.tcp; its defaults when None)."""
         self.endpoint = endpoint
+        self.tcp = tcp if tcp is not None else TcpLimitsConfig()
         self.handler: Callable[[Event], None] = lambda event: None
         self._loop = asyncio.get_running_loop()
         self._udp: list[tuple[str, asyncio.DatagramTransport]] = []  # (host, socket); index =
         # Peer.local
         self._servers: list[asyncio.Server] = []
         self._connections: dict[int, _TcpConnection] = {}
+        self._connections_per_host: dict[str, int] = {}
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -186,16 +197,26 @@ class SipStack:
         self.endpoint.receive_stream(data, connection.peer, self._loop.time())
         self.flush()
 
-    def _connection_made(self, connection: _TcpConnection) -> int | None:
-        if len(self._connections) >= MAX_TCP_CONNECTIONS:
-            log.warning("%d TCP connections open: refusing another", len(self._connections))
-            return None
-        number = next(self._connection_ids)
-        self._connections[number] = connection
-        return number
+    def _connection_made(self, connection: _TcpConnection, host: str, port: int) -> int | None:
+        """A number for a new connection, or None if it is refused."""
+        from_host = self._connections_per_host.get(host, 0)
+        if from_host >= self.tcp.max_connections_per_source:
+            reason = "per-source-limit"
+        elif len(self._connections) >= MAX_TCP_CONNECTIONS:
+            reason = "connection-limit"
+        else:
+            number = next(self._connection_ids)
+            self._connections[number] = connection
+            self._connections_per_host[host] = from_host + 1
+            return number
+        security_log.warning("tcp-refused source=%s reason=%s", _tcp_source(host, port), reason)
+        return None
 
-    def _connection_gone(self, number: int) -> None:
+    def _connection_gone(self, number: int, host: str) -> None:
         self._connections.pop(number, None)
+        left = self._connections_per_host.pop(host, 1) - 1
+        if left:
+            self._connections_per_host[host] = left
         self.endpoint.connection_lost(number)
 
 
@@ -216,33 +237,53 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
+    """One accepted connection. Its one timer is re-armed lazily: a read only notes the time,
+    and the timer, when it fires, closes the connection or sleeps until the next deadline."""
+
     def __init__(self, stack: SipStack) -> None:
         self.stack = stack
         self.transport: asyncio.Transport | None = None
         self.number = 0
         self.peer = Peer("tcp", "", 0)
-        self._idle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_read = 0.0
+        self._incomplete_since: float | None = None  # the first byte of a message not whole
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         host, port = transport.get_extra_info("peername")[:2]
-        number = self.stack._connection_made(self)
+        number = self.stack._connection_made(self, host, port)
         if number is None:
             self.transport.close()
             return
         self.number = number
         self.peer = Peer("tcp", host, port, self.number)
-        self._touch()
+        now = self._loop.time()
+        self._last_read = now
+        self._incomplete_since = now  # the first message is awaited from now on
+        self._arm(now + self.stack.tcp.header_timeout_seconds)
 
     def data_received(self, data: bytes) -> None:
         if not self.number:
             return  # refused at connection_made
-        self._touch()
+        now = self._loop.time()
+        self._last_read = now
         try:
             self.stack._stream(self, data)
         except Exception:
             log.exception("TCP data from %s dropped; closing", self.peer.host)
             self.close()
+            return
+        buffered = self.stack.endpoint.buffered(self.number)
+        if not buffered:
+            self._incomplete_since = None
+        elif self._incomplete_since is None or buffered < len(data):
+            # A message began in this read: what is buffered now is part of this read only
+            # when the message before it was completed by it.
+            self._incomplete_since = now
+            self._arm(now + self.stack.tcp.header_timeout_seconds)
 
     def write(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -259,15 +300,45 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.number:
-            self.stack._connection_gone(self.number)
+            self.stack._connection_gone(self.number, self.peer.host)
 
-    def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.close)
+    def _arm(self, deadline: float) -> None:
+        """Make sure the timer fires by `deadline`."""
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+        self._timer_at = deadline
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        limits = self.stack.tcp
+        idle_at = self._last_read + limits.idle_timeout_seconds
+        deadline = idle_at
+        if self._incomplete_since is not None:
+            header_at = self._incomplete_since + limits.header_timeout_seconds
+            if now >= header_at:
+                security_log.warning("tcp-refused source=%s reason=header-timeout",
+                                     _tcp_source(self.peer.host, self.peer.port))
+                self.close()
+                return
+            deadline = min(deadline, header_at)
+        if now >= idle_at:
+            log.info("TCP connection from %s:%s idle for %d s: closing", self.peer.host,
+                     self.peer.port, limits.idle_timeout_seconds)
+            self.close()
+            return
+        self._arm(deadline)
+
+
+def _tcp_source(host: str, port: int) -> str:
+    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 
 
 _DIGEST_RESPONSE = re.compile(rb'(response\s*=\s*)"?[0-9a-fA-F]+"?')

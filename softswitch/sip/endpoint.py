@@ -157,6 +157,12 @@ class SipEndpoint:
                 return
             data = b""  # a framing error may follow the messages just handled
 
+    def buffered(self, connection: int) -> int:
+        """Octets of an incomplete message waiting on a TCP connection (0: none), for the
+        transport's header timeout."""
+        framer = self._framers.get(connection)
+        return 0 if framer is None else framer.pending
+
     def connection_lost(self, connection: int) -> None:
         """The transport saw the connection close. Client transactions waiting on it end as
         timeouts (§17.1.4). A server transaction's later answer on that connection is
@@ -319,12 +325,11 @@ class SipEndpoint:
             transaction.receive_retransmission(peer)
             self.stats.retransmissions_absorbed += 1
             return
-        if transaction.state is State.ACCEPTED and _to_tag(request) != transaction.to_tag:
-            self.stats.dropped += 1  # the ACK of a 2xx we did not send
-            return
         repeat = transaction.state is State.CONFIRMED or transaction.acked
-        if transaction.receive_ack(now):  # the 2xx's ACK on the INVITE's branch (RFC 2543)
-            self._events.append(RequestReceived(request, None, peer))
+        # The 2xx's ACK on the INVITE's branch (RFC 2543, or a phone that reuses it): the
+        # branch names the transaction (§17.2.3), whatever To tag the phone wrote.
+        if transaction.receive_ack(now):
+            self._events.append(RequestReceived(request, None, peer, invite=transaction))
         elif repeat:
             self.stats.retransmissions_absorbed += 1
 
@@ -334,7 +339,7 @@ class SipEndpoint:
         if transaction is None:
             self.stats.dropped += 1  # its INVITE transaction is over or never was
         elif transaction.receive_ack(now):
-            self._events.append(RequestReceived(request, None, peer))
+            self._events.append(RequestReceived(request, None, peer, invite=transaction))
         else:
             self.stats.retransmissions_absorbed += 1
 

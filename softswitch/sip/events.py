@@ -49,11 +49,14 @@ Output = Transmit | CloseConnection
 @dataclass(slots=True)
 class RequestReceived:
     """A new request. `transaction` is None only for the ACK of a 2xx: it is a transaction of
-    its own and belongs to the dialog (RFC 3261 §13.2.2.4, §17.1.1.1)."""
+    its own and belongs to the dialog (RFC 3261 §13.2.2.4, §17.1.1.1); `invite` is then the
+    INVITE transaction whose 2xx it acknowledges (some phones make up the ACK's To tag, so
+    the dialog id alone would not find the call)."""
 
     request: Request
     transaction: ServerTransaction | None
     peer: Peer
+    invite: ServerTransaction | None = None
 
 
 @dataclass(slots=True)

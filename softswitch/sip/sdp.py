@@ -4,8 +4,16 @@ Parsing is strict about the lines we use (v, o, c, t, m) and keeps everything el
 in order, so that a description passed through a B2BUA is rebuilt unchanged. It is
 lenient where phones are known to stray: LF line ends, blank lines, trailing
 whitespace, a missing s= or t= line (read as s=- and t=0 0).
+
+Every offer passes `check_offer_destinations` before anything is sent to it: media goes
+only to unicast IP literals on ports above 1023, so that an offer cannot aim our RTP (or a
+callee's) at a broadcast or multicast group, at a service port, or at a host name (which
+would be resolved, blocking, for every packet). Nothing here resolves a name. Our answer
+carries only what we use: one t= line, the chosen codec and telephone-event, ptime and the
+direction, so that its size does not grow with the offer's.
 """
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,12 +34,31 @@ _ANSWER_DIRECTION: MappingProxyType[str, Direction] = MappingProxyType({
 
 _TELEPHONE_EVENT = "telephone-event"
 _DEFAULT_TELEPHONE_EVENTS = "0-15"
+_LAST_DTMF_EVENT = 15  # RFC 4733 §3.2: 0-9, *, #, A-D
 _ANSWER_PTIME = 20
 _UNSPECIFIED_ADDRESSES = frozenset(("0.0.0.0", "::"))
 
 
 class SdpError(ValueError):
     """The body is not a session description we can read."""
+
+
+class DestinationRefused(SdpError):
+    """An offer asks for media to go where we do not send it: answered 488 with a Warning
+    of `warning_code` (RFC 3261 §20.43) that gives the reason."""
+
+    def __init__(self, reason: str, warning_code: int = 399) -> None:
+        super().__init__(reason)
+        self.warning_code = warning_code
+
+
+# RFC 3261 §20.43 warning codes
+_WARN_NETWORK_PROTOCOL = 300  # Incompatible network protocol
+_WARN_ADDRESS_FORMAT = 301  # Incompatible network address formats
+_WARN_MULTICAST = 330  # Multicast not available
+_WARN_OTHER = 399
+_LOWEST_MEDIA_PORT = 1024  # 1-1023: the well-known ports of system services
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclass(slots=True, frozen=True)
@@ -396,9 +423,97 @@ def is_hold(media: MediaDescription, session: SessionDescription) -> bool:
     return media.direction(session) in ("sendonly", "inactive")
 
 
+def check_offer_destinations(offer: SessionDescription, *, initial: bool,
+                             signalling_host: str | None = None) -> None:
+    """Raise DestinationRefused unless every offered stream (port not 0) names a destination
+    media may be sent to: a c= line of network type IN with a unicast IP address literal of
+    its address type, and a port of 1024 or above.
+
+    Refused: host names (never resolved: say an IP address), multicast (330), the broadcast
+    address 255.255.255.255, the unspecified address 0.0.0.0 or :: when ``initial`` (in a
+    re-INVITE it is the RFC 2543 hold), ports 1-1023, and a loopback address when
+    ``signalling_host`` (where the offer came from) is given and is not itself a loopback
+    address. Call it for every offer, an initial INVITE's and each re-INVITE's."""
+    for media in offer.media:
+        if media.port == 0:
+            continue  # a stream the offerer disables: nothing will be sent to it
+        connection = media_connection(media, offer)
+        if connection is None:
+            raise DestinationRefused(f"the {media.media} stream has no c= line")
+        _check_connection(connection, initial, signalling_host)
+        if media.port < _LOWEST_MEDIA_PORT:
+            raise DestinationRefused(f"media port {media.port} is a reserved port (below "
+                                     f"{_LOWEST_MEDIA_PORT})")
+
+
+def _check_connection(connection: Connection, initial: bool,
+                      signalling_host: str | None) -> None:
+    if connection.nettype != "IN":
+        raise DestinationRefused(f"network type {_shown(connection.nettype)} is not IN",
+                                 _WARN_NETWORK_PROTOCOL)
+    if "/" in connection.address:  # /ttl or /count: only multicast addresses carry them
+        raise DestinationRefused("multicast media is not available", _WARN_MULTICAST)
+    try:
+        address = ipaddress.ip_address(connection.address)
+    except ValueError:
+        raise DestinationRefused(f"c= address {_shown(connection.address)} is not an IP "
+                                 "address (names are not resolved)", _WARN_ADDRESS_FORMAT) from None
+    if connection.addrtype != f"IP{address.version}":
+        raise DestinationRefused(f"c= address type {_shown(connection.addrtype)} does not "
+                                 f"match {connection.address}", _WARN_ADDRESS_FORMAT)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    unicast = mapped or address  # ::ffff:a.b.c.d is the IPv4 address a.b.c.d
+    if unicast.is_multicast:
+        raise DestinationRefused("multicast media is not available", _WARN_MULTICAST)
+    if unicast == _LIMITED_BROADCAST:
+        raise DestinationRefused(f"{connection.address} is a broadcast address")
+    if unicast.is_unspecified and initial:
+        raise DestinationRefused(f"{connection.address} in an initial offer gives no address "
+                                 "to send media to")
+    if unicast.is_loopback and signalling_host is not None and not _is_loopback(signalling_host):
+        raise DestinationRefused(f"{connection.address} is a loopback address")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """Offered text quoted in a reason (it goes back in a Warning header): printable ASCII,
+    shortened."""
+    shown = "".join(c if " " < c < "\x7f" else "?" for c in text[:limit])
+    return f"'{shown}...'" if len(text) > limit else f"'{shown}'"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _rejected(offered: MediaDescription) -> MediaDescription:
-    # RFC 3264 §6: a rejected stream keeps its m= line with port 0.
-    return MediaDescription(offered.media, 0, offered.proto, list(offered.formats))
+    # RFC 3264 §6: a rejected stream keeps its m= line with port 0; one format keeps the line
+    # well-formed (RFC 4566 §5.14) without echoing an offer's list back.
+    return MediaDescription(offered.media, 0, offered.proto, offered.formats[:1])
+
+
+def _answered_events(offered: str | None) -> str | None:
+    """The telephone-events we answer to an offered a=fmtp value: the DTMF events 0-15 it
+    lists, as ranges ("0-15" when it names none, RFC 4733 §2.4.1); None if it lists none of
+    them. Our answer never echoes the offer's text."""
+    if offered is None or not offered.strip():
+        return _DEFAULT_TELEPHONE_EVENTS
+    events: set[int] = set()
+    for item in offered.split(","):
+        low, dash, high = item.strip().partition("-")
+        if not abnf.is_number(low) or (dash and not abnf.is_number(high)):
+            continue
+        first, last = int(low), int(high) if dash else int(low)
+        events.update(range(first, min(last, _LAST_DTMF_EVENT) + 1))
+    ranges: list[str] = []
+    for event in sorted(events):
+        if ranges and event == int(ranges[-1].rpartition("-")[2]) + 1:
+            ranges[-1] = f"{ranges[-1].partition('-')[0]}-{event}"
+        else:
+            ranges.append(str(event))
+    return ",".join(ranges) or None
 
 
 def _choose_formats(
@@ -439,10 +554,11 @@ def answer_audio(
     """Our answer taking the first usable audio stream; None if we share no codec (488).
 
     One codec is answered, the first of ``supported`` in the offer's preference order, so
-    the media layer knows what it will receive; plus telephone-event/8000 when offered.
-    Usable: RTP/AVP, port not 0, a common codec. Payload type numbers are the offerer's;
-    every other m= line is answered with port 0, so the answer has as many m= lines as
-    the offer.
+    the media layer knows what it will receive; plus telephone-event/8000 when offered,
+    with the DTMF events of the offer's list. Usable: RTP/AVP, port not 0, a common codec.
+    Payload type numbers are the offerer's; every other m= line is answered with port 0,
+    so the answer has as many m= lines as the offer. Nothing of the offer is echoed beyond
+    that: one t= line (the offer's first, RFC 3264 §6), no repeat times, no attributes.
     """
     answer_media: list[MediaDescription] = []
     accepted = False
@@ -459,12 +575,13 @@ def answer_audio(
         attributes: list[Attribute] = [
             ("rtpmap", f"{codec.payload_type} {codec.encoding}/{codec.clock_rate}")
         ]
-        if events is not None:
-            offered_events = offered.fmtp.get(events.payload_type) or _DEFAULT_TELEPHONE_EVENTS
+        answered_events = (None if events is None
+                           else _answered_events(offered.fmtp.get(events.payload_type)))
+        if events is not None and answered_events is not None:
             formats.append(str(events.payload_type))
             attributes += [
                 ("rtpmap", f"{events.payload_type} {events.encoding}/{events.clock_rate}"),
-                ("fmtp", f"{events.payload_type} {offered_events}"),
+                ("fmtp", f"{events.payload_type} {answered_events}"),
             ]
         attributes += [
             ("ptime", str(_ANSWER_PTIME)),
@@ -482,7 +599,7 @@ def answer_audio(
         origin=Origin("-", session_id, session_version, "IN", address_type, local_address),
         session_name="-",
         connection=Connection("IN", address_type, local_address),
-        times=[Timing(t.start, t.stop, list(t.repeats)) for t in offer.times],  # RFC 3264 §6
+        times=[Timing(timing.start, timing.stop) for timing in offer.times[:1]],
         media=answer_media,
     )
 

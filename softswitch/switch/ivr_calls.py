@@ -49,11 +49,13 @@ from ..sip.events import (
 from ..sip.invite_session import InviteSession, SessionState
 from ..sip.message import Request, Response, make_response
 from ..sip.sdp import (
+    DestinationRefused,
     NegotiatedAudio,
     SdpError,
     SessionDescription,
     answer_audio,
     build_sdp,
+    check_offer_destinations,
     negotiated_audio,
     parse_sdp,
 )
@@ -168,6 +170,11 @@ class IvrCalls:
         except SdpError as error:
             refuse(400, f"bad SDP: {error}")
             return
+        try:
+            check_offer_destinations(offer, initial=True, signalling_host=peer.host)
+        except DestinationRefused as refused:
+            refuse(488, str(refused), code=refused.warning_code)
+            return
         stream = self.media.open_stream()
         if stream is None:
             refuse(503, "no media port free", headers=[("retry-after", "10")])
@@ -269,7 +276,8 @@ class IvrCall:
         self.ended = False
         codec = Codec(negotiated.codec)
         rtp = RtpSession(secrets.randbits(32), negotiated.payload_type,
-                         negotiated.telephone_event, _remote(negotiated), codec=codec)
+                         negotiated.telephone_event, _remote(negotiated), codec=codec,
+                         signalling_host=peer.host)
         self.call = Call(stream, calls.prompts,
                          on_hangup=lambda: self.end("flow hung up", notify=True),
                          caller=party.caller, called=party.called,
@@ -282,7 +290,7 @@ class IvrCall:
 
     def start_media(self) -> None:
         self.stream.start(self.rtp, Codec(self.negotiated.codec),
-                          sending=self.negotiated.sends)
+                          sending=self.negotiated.sends, call_id=self.session.call_id)
         self.stream.on_digit = self.call.digit_received
 
     def start_flow(self) -> None:
@@ -358,6 +366,12 @@ class IvrCall:
             offer = parse_sdp(request.body)
         except SdpError as error:
             self.calls.respond(transaction, 400, warning=f"bad SDP: {error}")
+            return
+        try:
+            check_offer_destinations(offer, initial=False, signalling_host=self.peer.host)
+        except DestinationRefused as refused:
+            self.calls.respond(transaction, 488, warning=str(refused),
+                               code=refused.warning_code)
             return
         origin = self.answer.origin
         answer = answer_audio(offer, origin.address, self.stream.port,

@@ -3,10 +3,11 @@ call. The core delivers each event in one lookup instead of asking every handler
 yours?" (DESIGN.md, "The call layer").
 
 Keys:
-- a dialog id (Call-ID, our tag, the peer's tag), for requests inside a dialog, ACKs included;
+- a dialog id (Call-ID, our tag, the peer's tag), for requests inside a dialog;
 - a client transaction, for the responses and the timeout of a request we sent (an INVITE
   to a phone, a CANCEL, a BYE);
-- an INVITE server transaction, for its CANCEL and for a 2xx that got no ACK.
+- an INVITE server transaction, for its CANCEL, for the ACK of its 2xx (as the endpoint
+  matched it) and for a 2xx that got no ACK.
 
 An owner takes every event of its keys through `handle` and releases its keys when it is done;
 `claimed` counts them, so a leak shows.
@@ -65,8 +66,10 @@ class Owners:
         """Hand `event` to its owner; False when nobody owns it."""
         owner: Owner | None
         if isinstance(event, RequestReceived):
-            dialog_id = incoming_dialog_id(event.request)
-            owner = None if dialog_id is None else self._dialogs.get(dialog_id)
+            owner = None if event.invite is None else self._invites.get(event.invite)
+            if owner is None:
+                dialog_id = incoming_dialog_id(event.request)
+                owner = None if dialog_id is None else self._dialogs.get(dialog_id)
         elif isinstance(event, ResponseReceived):
             owner = self._clients.get(event.transaction)
         elif isinstance(event, CancelReceived):
