@@ -75,6 +75,10 @@ class FakeClock:
         await settle()
 
 
+async def done(task: asyncio.Task[Recording]) -> Recording:
+    return await asyncio.wait_for(task, 5)
+
+
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -356,8 +360,7 @@ async def test_record_until_the_stop_key(h: Harness, tmp_path: Path) -> None:
     await feed(h, [VOICE] * 50)
     assert not path.exists() and (tmp_path / "message.wav.part").exists()
     h.press("#")
-    await settle()
-    result = task.result()
+    result = await done(task)  # the file is completed (fsynced) on a thread
     assert result == Recording(path, 1.0, "digit")
     assert read_g711_wav(path) == (Codec.PCMU, VOICE * 50)
     assert not (tmp_path / "message.wav.part").exists()
@@ -371,7 +374,7 @@ async def test_record_stops_at_max_length(h: Harness, tmp_path: Path) -> None:
     task = asyncio.create_task(h.call.record(tmp_path / "m.wav", max_seconds=0.5))
     await settle()
     await feed(h, [VOICE] * 30)
-    assert task.result().ended_by == "max_length"
+    assert (await done(task)).ended_by == "max_length"
     assert task.result().seconds == 0.5
     assert len(read_g711_wav(tmp_path / "m.wav")[1]) == 4000
 
@@ -386,7 +389,7 @@ async def test_record_stops_after_silence_even_without_packets(h: Harness,
     await h.clock.advance(0.9)  # the phone stops sending (silence suppression)
     assert not task.done()
     await h.clock.advance(0.2)
-    assert task.result().ended_by == "silence"
+    assert (await done(task)).ended_by == "silence"
     assert task.result().seconds == 2.0
 
 
@@ -403,6 +406,7 @@ async def test_record_deleted_on_hangup_unless_kept(h: Harness, tmp_path: Path) 
     await settle()
     await feed(h, [VOICE] * 10)
     task.cancel()
-    await settle()
+    with pytest.raises(asyncio.CancelledError):
+        await done(task)  # completed on a thread first, then the cancellation goes on
     assert read_g711_wav(tmp_path / "voicemail.wav") == (Codec.PCMU, VOICE * 10)
     assert h.clock.pending == 0

@@ -33,9 +33,9 @@ from typing import Literal, Protocol
 
 from ..media.dtmf import DigitEvent
 from ..media.g711 import Codec
-from ..media.prompts import PromptLibrary
+from ..media.prompts import FRAME_BYTES, PromptLibrary
 from ..media.session import AudioFrame
-from ..media.wav import WavRecorder
+from ..media.wav import WavRecorder, read_g711_wav
 
 DEFAULT_FIRST_DIGIT_TIMEOUT = 5.0
 DEFAULT_INTER_DIGIT_TIMEOUT = 3.0
@@ -152,6 +152,20 @@ class Call:
         ids = [prompt] if isinstance(prompt, str) else list(prompt)
         codec = self._media.codec
         clips = [self.prompts.frames(prompt_id, codec) for prompt_id in ids]  # KeyError first
+        return await self._play(clips, barge_in)
+
+    async def play_recording(self, path: str | os.PathLike[str], *,
+                             barge_in: bool = False) -> bool:
+        """Play a G.711 WAV file (a personal greeting), as `play` plays a prompt."""
+        self._check_live()
+        codec, audio = await asyncio.to_thread(read_g711_wav, path)
+        target = self._media.codec
+        audio = codec.transcode_to(target, audio)
+        audio += target.silence(-len(audio) % FRAME_BYTES)
+        frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+        return await self._play([frames], barge_in)
+
+    async def _play(self, clips: Sequence[Sequence[bytes]], barge_in: bool) -> bool:
         if barge_in and self._digits:
             return False
         done = self._media.play(clips)
@@ -243,7 +257,8 @@ class Call:
             ended_by = await stopped
         except asyncio.CancelledError:
             if keep_on_hangup and recorder.samples:
-                recorder.finish()
+                # fsync off the event loop; shielded: a second cancel must not lose it
+                await asyncio.shield(asyncio.to_thread(recorder.finish))
             else:
                 recorder.abort()
             raise
@@ -256,7 +271,7 @@ class Call:
             for handle in handles:
                 handle.cancel()
         seconds = recorder.seconds
-        return Recording(recorder.finish(), seconds, ended_by)
+        return Recording(await asyncio.to_thread(recorder.finish), seconds, ended_by)
 
     async def hangup(self) -> None:
         """End the call: the caller is sent BYE. Later calls on this object raise CallEnded."""
