@@ -64,7 +64,8 @@ async def start(config: Config) -> Server:
                    if number in configured}
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
                           credentials=credentials, writer=BindingWriter(store))
-    registrar.load(await store.load_bindings(registrar.clock()))
+    await store.delete_expired_bindings(registrar.clock())
+    registrar.load(await store.read_bindings())
 
     endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
     stack = SipStack(endpoint)

@@ -52,12 +52,15 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def write_config(directory: Path, port: int, **sip_overrides: object) -> Path:
+def write_config(directory: Path, port: int, store_url: str | None = None,
+                 **sip_overrides: object) -> Path:
+    """A config with only listen, domain, store and subscribers set; the store is a SQLite file
+    in `directory` unless `store_url` names another (several instances on one store)."""
     sip: dict[str, object] = {"listen": [f"127.0.0.1:{port}"], "domain": DOMAIN}
     sip.update(sip_overrides)
     config = {
         "sip": sip,
-        "store": {"url": f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
+        "store": {"url": store_url or f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
         "subscribers": SUBSCRIBERS,
         "log_level": "debug",
     }
@@ -73,17 +76,20 @@ def softswitch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 @dataclass
 class ServerProcess:
-    """`softswitch run` in a child process, on a free port, with its own SQLite file."""
+    """`softswitch run` in a child process, on a free port, with its own SQLite file (or the
+    store at `store_url`, which another ServerProcess may share)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     sip_overrides: dict[str, object] = field(default_factory=dict)
+    store_url: str | None = None
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
     open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
 
     def start(self) -> ServerProcess:
-        self.config = write_config(self.directory, self.port, **self.sip_overrides)
+        self.config = write_config(self.directory, self.port, self.store_url,
+                                   **self.sip_overrides)
         self.log = open(self.directory / "server.log", "a")  # noqa: SIM115 - closed in stop()
         stdout_path = self.directory / "stdout.log"
         stdout = open(stdout_path, "w")  # noqa: SIM115 - the child owns it

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from softswitch.config import Config, parse_config
@@ -24,11 +24,10 @@ from softswitch.store.schema import (
     blocklist,
     metadata,
     pins,
-    registrations,
     subscribers,
     voicemail_settings,
 )
-from softswitch.store.store import BindingRow, Store, SubscriberCredentials
+from softswitch.store.store import BindingChange, BindingRow, Store, SubscriberCredentials
 
 POSTGRES_URL = os.environ.get("SOFTSWITCH_TEST_POSTGRES_URL")
 NOW = 1_800_000_000.0
@@ -75,6 +74,10 @@ def changed(index: int, **fields: Any) -> list[dict[str, Any]]:
     edited = copy.deepcopy(SUBSCRIBERS)
     edited[index].update(fields)
     return edited
+
+
+def upsert(*rows: BindingRow) -> BindingChange:
+    return BindingChange(upsert=rows)
 
 
 def binding(aor: str, contact: str, expires_at: float = NOW + 3600, **fields: Any) -> BindingRow:
@@ -184,7 +187,7 @@ async def test_reprovisioning_updates_the_email_and_keeps_service_state(provisio
             .where(voicemail_settings.c.number == SAKURA)
             .values(enabled=False, ring_time=30)
         )
-    await store.write_bindings({SAKURA: [binding(SAKURA, "sip:sakura@192.0.2.10:5062")]})
+    await store.write_bindings({SAKURA: upsert(binding(SAKURA, "sip:sakura@192.0.2.10:5062"))})
 
     summary = await store.provision(
         make_config(changed(0, email="sakura.new@example.jp", network_pin="5555"))
@@ -274,29 +277,64 @@ async def test_bindings_round_trip(provisioned: Store) -> None:
         binding(SAKURA, "sip:sakura@192.0.2.10:5062;transport=udp", q=None),
         binding(SAKURA, "sip:sakura@[2001:db8::1]:5060", NOW + 60.25, cseq=2**31 - 1, q=1.0),
     ]
-    await provisioned.write_bindings({SAKURA: sakura})
-    assert await provisioned.load_bindings(NOW) == {
-        SAKURA: sorted(sakura, key=lambda row: row.contact)
-    }
+    stored = await provisioned.write_bindings({SAKURA: upsert(*sakura)})
+    expected = {SAKURA: sorted(sakura, key=lambda row: row.contact)}
+    assert stored == expected  # read back in the write's own transaction
+    assert await provisioned.read_bindings() == expected
 
 
-async def test_write_bindings_replaces_each_listed_aor_as_a_group(provisioned: Store) -> None:
+async def test_a_write_changes_only_the_contacts_it_names(provisioned: Store) -> None:
     store = provisioned
-    await store.write_bindings(
-        {
-            SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")],
-            KENJI: [binding(KENJI, "sip:k@192.0.2.3")],
-        }
-    )
-    await store.write_bindings({HIROSHI: [binding(HIROSHI, "sip:h@192.0.2.4")]})
-
+    await store.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")),
+        KENJI: upsert(binding(KENJI, "sip:k@192.0.2.3")),
+    })
     refreshed = binding(SAKURA, "sip:b@192.0.2.2", NOW + 900, cseq=8)
-    await store.write_bindings({SAKURA: [refreshed], KENJI: []})
+    added = binding(SAKURA, "sip:c@192.0.2.5")
+    stored = await store.write_bindings({SAKURA: upsert(refreshed, added)})
+    # sip:a, written by an earlier REGISTER (perhaps through another instance), stays
+    assert stored == {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), refreshed, added]}
 
-    assert await store.load_bindings(NOW) == {
-        SAKURA: [refreshed],  # sip:a removed, sip:b replaced
-        HIROSHI: [binding(HIROSHI, "sip:h@192.0.2.4")],  # not in the batch: untouched
-    }
+    stored = await store.write_bindings({
+        SAKURA: BindingChange(remove=frozenset({"sip:a@192.0.2.1", "sip:never@192.0.2.9"})),
+        KENJI: BindingChange(remove_all=True),
+    })
+    assert stored == {SAKURA: [refreshed, added]}  # Kenji has none left: absent
+    assert await store.read_bindings() == {SAKURA: [refreshed, added]}
+    assert await store.read_bindings([KENJI, HIROSHI]) == {}
+
+
+async def test_two_stores_on_one_database_keep_each_others_contacts(store_url: str,
+                                                                     backend: str) -> None:
+    first = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
+    second = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
+    try:
+        await first.provision(make_config())
+        one, two = binding(SAKURA, "sip:one@192.0.2.1"), binding(SAKURA, "sip:two@192.0.2.2")
+        assert await first.write_bindings({SAKURA: upsert(one)}) == {SAKURA: [one]}
+        assert await second.write_bindings({SAKURA: upsert(two)}) == {SAKURA: [one, two]}
+        assert await first.read_bindings() == {SAKURA: [one, two]}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_removal_then_an_upsert_of_one_contact_leaves_it_registered(
+        provisioned: Store) -> None:
+    again = binding(SAKURA, "sip:a@192.0.2.1", NOW + 60)
+    change = BindingChange(upsert=(again,), remove=frozenset({"sip:a@192.0.2.1"}))
+    assert await provisioned.write_bindings({SAKURA: change}) == {SAKURA: [again]}
+
+
+def test_changes_merge_as_if_written_one_after_the_other() -> None:
+    a, b = binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")
+    a2 = binding(SAKURA, "sip:a@192.0.2.1", NOW + 5)
+    assert set(upsert(a, b).then(upsert(a2)).upsert) == {a2, b}
+    removed = upsert(a, b).then(BindingChange(remove=frozenset({a.contact})))
+    assert removed == BindingChange(upsert=(b,), remove=frozenset({a.contact}))
+    assert set(removed.then(upsert(a2)).upsert) == {b, a2}  # written after the removal
+    cleared = upsert(a).then(BindingChange(remove_all=True)).then(upsert(b))
+    assert cleared == BindingChange(upsert=(b,), remove_all=True)
 
 
 async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
@@ -306,40 +344,46 @@ async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
             insert(subscribers),
             [{"number": n, "sim": "voice", "line": "D", "provisioned_at": NOW} for n in numbers],
         )
-    await store.write_bindings({n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers})
-    await store.write_bindings({n: [] for n in numbers[:700]})
-    loaded = await store.load_bindings(NOW)
+    stored = await store.write_bindings(
+        {n: upsert(binding(n, f"sip:{n}@192.0.2.9")) for n in numbers})
+    assert stored == {n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers}
+    await store.write_bindings({n: BindingChange(remove_all=True) for n in numbers[:700]})
+    loaded = await store.read_bindings()
     assert sorted(loaded) == numbers[700:]
     assert all(loaded[n] == [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers[700:])
 
 
-async def test_expired_bindings_are_dropped_on_load(provisioned: Store) -> None:
+async def test_expired_rows_are_deleted_and_refreshed_ones_stay(provisioned: Store) -> None:
+    await provisioned.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:old@192.0.2.1", NOW - 1),
+                       binding(SAKURA, "sip:now@192.0.2.3", NOW),
+                       binding(SAKURA, "sip:refreshed@192.0.2.4", NOW - 1)),
+        KENJI: upsert(binding(KENJI, "sip:live@192.0.2.2", NOW + 1)),
+    })
     await provisioned.write_bindings(
-        {
-            SAKURA: [binding(SAKURA, "sip:old@192.0.2.1", NOW - 1)],
-            KENJI: [binding(KENJI, "sip:live@192.0.2.2", NOW + 1)],
-        }
-    )
-    assert list(await provisioned.load_bindings(NOW)) == [KENJI]
-    async with provisioned.engine.connect() as connection:
-        assert await connection.scalar(select(func.count()).select_from(registrations)) == 1
+        {SAKURA: upsert(binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60))})
+    assert await provisioned.delete_expired_bindings(NOW) == 2
+    assert await provisioned.read_bindings() == {
+        KENJI: [binding(KENJI, "sip:live@192.0.2.2", NOW + 1)],
+        SAKURA: [binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60)],
+    }
 
 
 async def test_a_binding_under_another_aor_is_refused(provisioned: Store) -> None:
     with pytest.raises(ValueError, match="listed under AOR"):
-        await provisioned.write_bindings({SAKURA: [binding(KENJI, "sip:k@192.0.2.3")]})
+        await provisioned.write_bindings({SAKURA: upsert(binding(KENJI, "sip:k@192.0.2.3"))})
 
 
 async def test_bindings_survive_a_restart(store_url: str) -> None:
     first = await Store.open(store_url)
     await first.provision(make_config())
     rows = {KENJI: [binding(KENJI, "sip:k@192.0.2.3")]}
-    await first.write_bindings(rows)
+    await first.write_bindings({KENJI: upsert(*rows[KENJI])})
     await first.close()
 
     second = await Store.open(store_url)
     try:
-        assert await second.load_bindings(NOW) == rows
+        assert await second.read_bindings() == rows
     finally:
         await second.close()
 
@@ -350,14 +394,10 @@ async def test_bindings_survive_a_restart(store_url: str) -> None:
 async def test_subscriber_state_shows_live_registrations_without_secrets(
     provisioned: Store,
 ) -> None:
-    await provisioned.write_bindings(
-        {
-            SAKURA: [
-                binding(SAKURA, "sip:gone@192.0.2.1", NOW - 5),
-                binding(SAKURA, "sip:live@192.0.2.2", NOW + 120.4),
-            ]
-        }
-    )
+    await provisioned.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:gone@192.0.2.1", NOW - 5),
+                       binding(SAKURA, "sip:live@192.0.2.2", NOW + 120.4)),
+    })
     async with provisioned.engine.begin() as connection:
         await connection.execute(
             update(pins)
@@ -404,20 +444,21 @@ async def test_sqlite_runs_in_wal_mode_and_creates_its_directory(tmp_path: Path)
 
 async def test_bindings_need_a_known_subscriber(store: Store) -> None:
     with pytest.raises(Exception, match="(?i)foreign key"):
-        await store.write_bindings({SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]})
+        await store.write_bindings({SAKURA: upsert(binding(SAKURA, "sip:a@192.0.2.1"))})
 
 
 async def test_a_failed_batch_changes_nothing_and_the_next_one_is_written(
         provisioned: Store) -> None:
     before = {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]}
-    await provisioned.write_bindings(before)
+    await provisioned.write_bindings({SAKURA: upsert(*before[SAKURA])})
     unknown = "09099999999"  # not provisioned: the foreign key fails the whole batch
     with pytest.raises(Exception, match="(?i)foreign key"):
         await provisioned.write_bindings({
-            SAKURA: [binding(SAKURA, "sip:b@192.0.2.2")],
-            unknown: [binding(unknown, "sip:x@192.0.2.3")],
+            SAKURA: BindingChange(upsert=(binding(SAKURA, "sip:b@192.0.2.2"),),
+                                  remove=frozenset({"sip:a@192.0.2.1"})),
+            unknown: upsert(binding(unknown, "sip:x@192.0.2.3")),
         })
-    assert await provisioned.load_bindings(NOW) == before  # Sakura's delete was rolled back
+    assert await provisioned.read_bindings() == before  # Sakura's removal was rolled back
     after = {KENJI: [binding(KENJI, "sip:k@192.0.2.4")]}
-    await provisioned.write_bindings(after)
-    assert await provisioned.load_bindings(NOW) == {**before, **after}
+    await provisioned.write_bindings({KENJI: upsert(*after[KENJI])})
+    assert await provisioned.read_bindings() == {**before, **after}

@@ -7,28 +7,51 @@ Tables are created on open. Services build their own queries on `Store.engine` a
 tables in softswitch.store.schema.
 
 One exception to "everything through SQLAlchemy": on a SQLite file, the registrar's binding
-writes (its group commits, the hot path under REGISTER load) go through `SqliteBindingJournal`,
-a plain sqlite3 connection on a thread of its own that runs a whole batch in one call. Through
-SQLAlchemy and aiosqlite the same batch costs four thread hops and ~1.3 ms of the event loop's
-CPU (statement compilation, greenlets); this way ~0.1 ms. PostgreSQL keeps the SQLAlchemy path.
+writes (its group commits, the hot path under REGISTER load) go through `SqliteBindingJournal`
+(softswitch.store.fast_sqlite), a plain sqlite3 connection on a thread of its own that runs a
+whole batch in one call. Through SQLAlchemy and aiosqlite the same batch costs four thread hops
+and ~1.3 ms of the event loop's CPU (statement compilation, greenlets); this way ~0.1 ms.
+PostgreSQL keeps the SQLAlchemy path.
+
+Bindings are written per contact (RFC 3261 §10.3 across instances): a write adds, refreshes
+or removes the contacts it names and leaves the AOR's other contacts, which another instance
+may have registered, as they are; it returns each touched AOR's bindings as stored after it.
+
+On SQLite, SQLAlchemy transactions begin with an explicit BEGIN (the driver's own would start
+only at the first write, leaving earlier reads outside the transaction); `Store.writing()`
+begins with BEGIN IMMEDIATE, so that a transaction that reads then writes holds the write lock
+from its start instead of failing to upgrade when another writer came first.
 """
 
 import asyncio
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import Connection, Insert, bindparam, event, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from softswitch.config import Config
+from softswitch.store.bindings import (
+    BINDING_FIELDS,
+    BindingChange,
+    BindingRow,
+    checked_changes,
+    rows_by_aor,
+)
+from softswitch.store.fast_sqlite import (
+    MAX_KEYS_PER_IN,
+    SqliteBindingJournal,
+    chunks,
+    configure_sqlite_connection,
+)
 from softswitch.store.provisioning import (
     PROVISIONED_COLUMNS,
     UNIQUE_COLUMNS,
@@ -48,17 +71,9 @@ from softswitch.store.schema import (
     voicemail_settings,
 )
 
-SQLITE_BUSY_TIMEOUT_MS = 5000  # wait this long for another writer (another process) to finish
-SQLITE_PRAGMAS = (
-    "journal_mode=WAL",  # readers never wait for the writer
-    # FULL: a commit is on disk before the registrar answers 200, even across a power cut;
-    # group commit makes that one fsync per batch, not per REGISTER.
-    "synchronous=FULL",
-    f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-    "foreign_keys=ON",  # SQLite enforces them only when asked
-)
-MAX_KEYS_PER_IN = 500  # stays well under every backend's limit on bound parameters
-ROWS_PER_INSERT = 100  # 800 parameters: under SQLite's oldest limit of 999 a statement
+__all__ = ["BindingChange", "BindingRow", "Store", "SubscriberCredentials"]
+
+_WRITE_OPTION = "softswitch_write"  # execution option: this transaction writes
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,27 +91,10 @@ class SubscriberCredentials:
     ha1_sha256: str = field(repr=False)
 
 
-@dataclass(slots=True, frozen=True)
-class BindingRow:
-    """One registered contact of an address-of-record (the subscriber number)."""
-
-    aor: str
-    contact: str
-    expires_at: float  # wall-clock epoch seconds
-    call_id: str
-    cseq: int
-    q: float | None
-    source: str  # 'udp:host:port' the REGISTER came from
-    user_agent: str
-
-
-_BINDING_FIELDS = tuple(spec.name for spec in fields(BindingRow))
-_binding_values = attrgetter(*_BINDING_FIELDS)  # a BindingRow as a tuple in column order
-
-
 class Store:
     def __init__(self, engine: AsyncEngine, journal: "SqliteBindingJournal | None" = None) -> None:
         self.engine = engine
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._journal = journal
 
     @classmethod
@@ -105,7 +103,7 @@ class Store:
         of a SQLite file through SQLAlchemy too (as for PostgreSQL; see the module doc)."""
         engine = _create_engine(url)
         try:
-            async with engine.begin() as connection:
+            async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
                 await connection.run_sync(metadata.create_all)
         except BaseException:
             await engine.dispose()
@@ -118,6 +116,10 @@ class Store:
         if self._journal is not None:
             await self._journal.close()
         await self.engine.dispose()
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction that writes (on SQLite: holds the write lock from its start)."""
+        return self._write_engine.begin()
 
     # -- provisioning ------------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ class Store:
         plan = await asyncio.to_thread(
             plan_provisioning, config, stored, numbers_with_state, time.time()
         )
-        async with self.engine.begin() as connection:
+        async with self.writing() as connection:
             changed = plan.changed_subscribers
             if plan.changing_logins:  # free them first, so that two subscribers can swap emails
                 await connection.execute(
@@ -181,41 +183,48 @@ class Store:
             for row in result
         }
 
-    async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
-        """Replace the whole binding set of each AOR in `changes`, all in one transaction.
-
-        An empty sequence removes all of that AOR's bindings. Made for group commit: one
-        DELETE ... IN and one executemany INSERT for the whole batch.
-        """
+    async def write_bindings(self, changes: Mapping[str, BindingChange]
+                             ) -> dict[str, list[BindingRow]]:
+        """Apply each AOR's change in one transaction (group commit) and return every touched
+        AOR's bindings as stored after it, read back in the same transaction (an AOR left
+        without bindings is absent). Expired rows are included: the reader filters by time."""
         if not changes:
-            return
-        aors = list(changes)
-        rows = _binding_rows(changes)
+            return {}
+        batch = dict(changes)
         if self._journal is not None:
-            await self._journal.replace(aors, rows)
-            return
-        async with self.engine.begin() as connection:
-            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
+            return await self._journal.write(batch)
+        cleared, removals, rows = checked_changes(batch)
+        async with self.writing() as connection:
+            for chunk in chunks(cleared, MAX_KEYS_PER_IN):
                 await connection.execute(
-                    registrations.delete().where(registrations.c.aor.in_(chunk))
-                )
+                    registrations.delete().where(registrations.c.aor.in_(chunk)))
+            if removals:
+                await connection.execute(
+                    registrations.delete().where(
+                        registrations.c.aor == bindparam("removed_aor"),
+                        registrations.c.contact == bindparam("removed_contact")),
+                    [{"removed_aor": aor, "removed_contact": contact}
+                     for aor, contact in removals])
             if rows:
-                named = [dict(zip(_BINDING_FIELDS, row, strict=True)) for row in rows]
-                await connection.execute(registrations.insert(), named)
+                await connection.execute(
+                    _upsert_bindings(connection.dialect.name),
+                    [dict(zip(BINDING_FIELDS, row, strict=True)) for row in rows])
+            return await _read_bindings(connection, list(batch))
 
-    async def load_bindings(self, now_epoch: float) -> dict[str, list[BindingRow]]:
-        """All unexpired bindings by AOR; expired rows are deleted on the way."""
-        columns = [registrations.c[name] for name in _BINDING_FIELDS]
-        query = select(*columns).order_by(registrations.c.aor, registrations.c.contact)
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                registrations.delete().where(registrations.c.expires_at <= now_epoch)
-            )
-            result = await connection.execute(query)
-        bindings: dict[str, list[BindingRow]] = {}
-        for row in result:
-            bindings.setdefault(row.aor, []).append(BindingRow(*row))
-        return bindings
+    async def read_bindings(self, aors: list[str] | None = None) -> dict[str, list[BindingRow]]:
+        """The bindings of `aors` (None: every AOR) by AOR, expired ones included."""
+        async with self.engine.connect() as connection:
+            return await _read_bindings(connection, aors)
+
+    async def delete_expired_bindings(self, now_epoch: float) -> int:
+        """Delete the rows that expired by `now_epoch`, whoever wrote them; how many went.
+        A binding refreshed meanwhile has a later expiry and stays."""
+        if self._journal is not None:
+            return await self._journal.delete_expired(now_epoch)
+        async with self.writing() as connection:
+            result = await connection.execute(
+                registrations.delete().where(registrations.c.expires_at <= now_epoch))
+        return int(result.rowcount)
 
     async def shared_secret(self, name: str) -> bytes:
         """A random secret kept in the store, made on first use; the same for every instance."""
@@ -319,69 +328,26 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
     return (await connection.execute(query)).first()
 
 
-class SqliteBindingJournal:
-    """Binding writes to a SQLite file on a thread of their own: one call per batch.
-
-    The thread must win the GIL back after every SQLite statement, and under load the event
-    loop holds it for up to the switch interval (5 ms) each time; a batch written row by row
-    (executemany) waited for that once per row. So a batch is a few statements: one DELETE
-    and one multi-row INSERT per chunk of rows."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="binding-journal")
-        self._connection: sqlite3.Connection | None = None  # made on, and used by, the thread
-        self._insert_head = (
-            f"INSERT INTO {registrations.name} ({', '.join(_BINDING_FIELDS)}) VALUES ")
-        self._row = f"({', '.join('?' * len(_BINDING_FIELDS))})"
-
-    async def replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
-        """Replace the bindings of `aors` by `rows` in one transaction."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._replace, aors, rows)
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown()
-
-    def _replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = sqlite3.connect(
-                self._path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            _configure_sqlite_connection(connection, None)
-        connection.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock
-        try:
-            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
-                connection.execute(
-                    f"DELETE FROM {registrations.name} WHERE aor IN "
-                    f"({', '.join('?' * len(chunk))})", chunk)
-            for start in range(0, len(rows), ROWS_PER_INSERT):
-                chunk = rows[start : start + ROWS_PER_INSERT]
-                # the same text for every full chunk: sqlite3's statement cache keeps it parsed
-                statement = self._insert_head + ", ".join([self._row] * len(chunk))
-                connection.execute(statement, [value for row in chunk for value in row])
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _binding_rows(changes: Mapping[str, Sequence[BindingRow]]) -> list[tuple[Any, ...]]:
-    """The rows to write, as tuples in column order; a contact listed twice: the last counts."""
+async def _read_bindings(connection: AsyncConnection,
+                         aors: list[str] | None) -> dict[str, list[BindingRow]]:
+    query = select(*(registrations.c[name] for name in BINDING_FIELDS)).order_by(
+        registrations.c.aor, registrations.c.contact)
+    if aors is None:
+        return rows_by_aor([tuple(row) for row in await connection.execute(query)])
     rows: list[tuple[Any, ...]] = []
-    for aor, bindings in changes.items():
-        by_contact: dict[str, BindingRow] = {}
-        for binding in bindings:
-            if binding.aor != aor:
-                raise ValueError(f"binding for {binding.aor!r} listed under AOR {aor!r}")
-            by_contact[binding.contact] = binding
-        rows.extend(_binding_values(binding) for binding in by_contact.values())
-    return rows
+    for chunk in chunks(aors, MAX_KEYS_PER_IN):
+        result = await connection.execute(query.where(registrations.c.aor.in_(chunk)))
+        rows.extend(tuple(row) for row in result)
+    return rows_by_aor(rows)
+
+
+def _upsert_bindings(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (aor, contact) DO UPDATE: SQLite and PostgreSQL spell it alike."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite_dialect.insert
+    statement = insert(registrations)
+    return statement.on_conflict_do_update(
+        index_elements=[registrations.c.aor, registrations.c.contact],
+        set_={name: statement.excluded[name] for name in BINDING_FIELDS[2:]})
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -402,17 +368,16 @@ def _create_engine(url: str) -> AsyncEngine:
     if database is not None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed)
-    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    event.listen(engine.sync_engine, "connect", _connect_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite)
     return engine
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+def _connect_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
+    configure_sqlite_connection(dbapi_connection, connection_record)
+    dbapi_connection.isolation_level = None  # no implicit BEGIN: _begin_sqlite says when
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _begin_sqlite(connection: Connection) -> None:
+    writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
