@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from .config import Config
 from .net.transports import MAX_TCP_CONNECTIONS, SipStack
+from .services.directory import SubscriberDirectory
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
+from .store.directory import SqlChangeFeed
 from .store.store import Store
 from .switch.calls import CallHandler, build_call_handler
 from .switch.core import SwitchCore
@@ -29,6 +31,7 @@ SPARE_FILES = 64  # the store, logs, listening sockets and the like
 class Server:
     config: Config
     store: Store
+    directory: SubscriberDirectory
     stack: SipStack
     registrar: Registrar
     core: SwitchCore
@@ -46,6 +49,7 @@ class Server:
         await self.calls.close()  # BYE to every call while the sockets are open
         await self.stack.close()
         await self.registrar.writer.drain()  # acknowledged bindings reach the store
+        await self.directory.close()
         await self.store.close()
 
 
@@ -64,6 +68,10 @@ async def start(config: Config) -> Server:
                    if number in configured}
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
                           credentials=credentials, writer=BindingWriter(store))
+    # Views and bindings are read after the directory's feed position: nothing falls between.
+    directory = SubscriberDirectory(SqlChangeFeed(store))
+    directory.on_bindings(registrar.reload)
+    await directory.start()
     await store.delete_expired_bindings(registrar.clock())
     registrar.load(await store.read_bindings())
 
@@ -78,6 +86,7 @@ async def start(config: Config) -> Server:
             await stack.listen(address, sip.transports)
     except OSError:
         await stack.close()
+        await directory.close()
         await store.close()
         raise
     calls.listening(stack.bound)
@@ -89,7 +98,7 @@ async def start(config: Config) -> Server:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return Server(config, store, stack, registrar, core, calls, sweeper)
+    return Server(config, store, directory, stack, registrar, core, calls, sweeper)
 
 
 async def _sweep(registrar: Registrar, interval: float) -> None:

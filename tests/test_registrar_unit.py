@@ -3,7 +3,7 @@ and what the bindings in memory are, before and after the store commits."""
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pytest
 
@@ -12,7 +12,12 @@ from softswitch.sip.digest import DigestAuthenticator, authorization, ha1, parse
 from softswitch.sip.events import Peer
 from softswitch.sip.message import Response
 from softswitch.sip.parser import check_request, parse_datagram
-from softswitch.store.store import BindingChange, BindingRow, SubscriberCredentials
+from softswitch.store.store import (
+    BindingChange,
+    BindingRow,
+    StoredBindings,
+    SubscriberCredentials,
+)
 from softswitch.switch.registrar import BindingWriter, Registrar
 
 REALM = "softswitch.test"
@@ -28,8 +33,7 @@ class MemoryStore:
         self.fail = False
         self.commits = 0
 
-    async def write_bindings(self, changes: Mapping[str, BindingChange]
-                             ) -> dict[str, list[BindingRow]]:
+    async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
         await asyncio.sleep(0)
         if self.fail:
             raise OSError("disk gone")
@@ -39,8 +43,16 @@ class MemoryStore:
             rows = {contact: row for contact, row in rows.items() if contact not in change.remove}
             rows.update((row.contact, row) for row in change.upsert)
             self.rows[aor] = rows
-        return {aor: sorted(self.rows[aor].values(), key=lambda row: row.contact)
-                for aor in changes if self.rows[aor]}
+        return self.read(changes)
+
+    async def read_bindings(self, aors: frozenset[str] | None) -> StoredBindings:
+        await asyncio.sleep(0)
+        return self.read(self.rows if aors is None else aors)
+
+    def read(self, aors: Iterable[str]) -> StoredBindings:
+        return StoredBindings(self.commits, {
+            aor: sorted(self.rows[aor].values(), key=lambda row: row.contact)
+            for aor in aors if self.rows.get(aor)})
 
     async def delete_expired_bindings(self, now: float) -> int:
         expired = [(aor, contact) for aor, rows in self.rows.items()
@@ -204,12 +216,34 @@ async def test_a_hung_store_times_out_with_500(monkeypatch: pytest.MonkeyPatch) 
     from softswitch.switch import registrar as module
 
     class HungStore(MemoryStore):
-        async def write_bindings(self, changes: Mapping[str, BindingChange]
-                                 ) -> dict[str, list[BindingRow]]:
+        async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
             await asyncio.sleep(3600)
-            return {}
+            raise AssertionError("never written")
 
     monkeypatch.setattr(module, "STORE_WRITE_TIMEOUT", 0.05)
     registrar = make_registrar(HungStore(), [1000.0])
     assert (await Client(registrar).register(["<sip:a@127.0.0.1:1>"])).status == 500
     await registrar.writer.drain()
+
+
+async def test_reload_brings_in_other_instances_bindings_but_never_an_older_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = MemoryStore(), [1000.0]
+    here, there = make_registrar(store, clock), make_registrar(store, clock)
+    assert (await Client(there).register(["<sip:there@127.0.0.1:2>"])).status == 200
+    assert here.contacts(NUMBER) == []  # written elsewhere: not here until reloaded
+    await here.reload(frozenset({NUMBER}))
+    assert [b.contact for b in here.contacts(NUMBER)] == ["sip:there@127.0.0.1:2"]
+
+    assert (await Client(here).register(["<sip:here@127.0.0.1:1>"])).status == 200
+    both = {"sip:here@127.0.0.1:1", "sip:there@127.0.0.1:2"}
+    # A read that began before that commit and ends after it is older: memory keeps the new.
+    monkeypatch.setattr(store, "read", lambda aors: StoredBindings(1, {}))
+    await here.reload(frozenset({NUMBER}))
+    await here.reload(None)
+    assert {b.contact for b in here.contacts(NUMBER)} == both
+    monkeypatch.undo()
+    store.rows[NUMBER].pop("sip:there@127.0.0.1:2")  # as if the other instance removed it
+    store.commits += 1
+    await here.reload(None)
+    assert [b.contact for b in here.contacts(NUMBER)] == ["sip:here@127.0.0.1:1"]

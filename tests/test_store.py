@@ -1,23 +1,18 @@
 """The store: provisioning, credentials, bindings, subscriber state, SQLite settings.
 
 Runs on SQLite; set SOFTSWITCH_TEST_POSTGRES_URL=postgresql+asyncpg://... to run every
-test on PostgreSQL too (its tables are dropped first).
+test on PostgreSQL too (its tables are dropped first; see tests/stores.py).
 """
 
 import copy
 import hashlib
 import json
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from softswitch.config import Config, parse_config
 from softswitch.credentials import hash_secret, verify_secret
 from softswitch.store.provisioning import ProvisioningError, ProvisionSummary
 from softswitch.store.schema import (
@@ -29,44 +24,7 @@ from softswitch.store.schema import (
 )
 from softswitch.store.store import BindingChange, BindingRow, Store, SubscriberCredentials
 
-POSTGRES_URL = os.environ.get("SOFTSWITCH_TEST_POSTGRES_URL")
-NOW = 1_800_000_000.0
-
-SAKURA, KENJI, HIROSHI = "09012345678", "08023456789", "08098765432"
-SUBSCRIBERS: list[dict[str, Any]] = [
-    {
-        "number": "090-1234-5678",
-        "sim": "voice",
-        "line": "D",
-        "sip_password": "pw-sakura",
-        "mio_id": "sakura.tanaka",
-        "email": "sakura@example.jp",
-        "portal_password": "pw-portal-sakura",
-        "name": "田中 さくら",
-        "birth_date": "1988-04-12",
-        "iccid": "8981100000123456789",
-        "postal_address": "東京都千代田区千代田1-1-1",
-        "network_pin": "4826",
-    },
-    {
-        "number": "+81 80-2345-6789",
-        "sim": "voice",
-        "line": "A",
-        "sip_password": "pw-kenji",
-        "mio_id": "kenji.sato",
-        "email": "kenji@example.jp",
-        "portal_password": "pw-portal-kenji",
-        "options": {"nuisance_blocking": True},
-    },
-    {"number": "080-9876-5432", "sim": "data", "line": "D", "email": "hiroshi@example.jp"},
-]
-
-
-def make_config(
-    subscriber_list: list[dict[str, Any]] | None = None, domain: str = "softswitch.test"
-) -> Config:
-    document = {"sip": {"domain": domain}, "subscribers": subscriber_list or SUBSCRIBERS}
-    return parse_config(yaml.safe_dump(document, allow_unicode=True), "test.yaml")
+from .stores import HIROSHI, KENJI, NOW, SAKURA, SUBSCRIBERS, binding, make_config
 
 
 def changed(index: int, **fields: Any) -> list[dict[str, Any]]:
@@ -78,53 +36,6 @@ def changed(index: int, **fields: Any) -> list[dict[str, Any]]:
 
 def upsert(*rows: BindingRow) -> BindingChange:
     return BindingChange(upsert=rows)
-
-
-def binding(aor: str, contact: str, expires_at: float = NOW + 3600, **fields: Any) -> BindingRow:
-    values: dict[str, Any] = {
-        "call_id": f"call-{contact}",
-        "cseq": 7,
-        "q": 0.5,
-        "source": "udp:192.0.2.10:5062",
-        "user_agent": "Linphone/5.2",
-    }
-    values.update(fields)
-    return BindingRow(aor=aor, contact=contact, expires_at=expires_at, **values)
-
-
-# "sqlite": binding writes by the SqliteBindingJournal; "sqlite-sqlalchemy": by SQLAlchemy,
-# the path PostgreSQL takes, so that it is tested without a PostgreSQL server too.
-BACKENDS = ["sqlite", "sqlite-sqlalchemy", *(["postgresql"] if POSTGRES_URL else [])]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def store_url(backend: str, tmp_path: Path) -> str:
-    if backend.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tmp_path}/var/softswitch.db"
-    assert POSTGRES_URL is not None
-    engine = create_async_engine(POSTGRES_URL)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-    await engine.dispose()
-    return POSTGRES_URL
-
-
-@pytest.fixture
-async def store(store_url: str, backend: str) -> AsyncIterator[Store]:
-    opened = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def provisioned(store: Store) -> Store:
-    await store.provision(make_config())
-    return store
 
 
 async def table_rows(store: Store, table: Any) -> list[tuple[Any, ...]]:
@@ -279,8 +190,8 @@ async def test_bindings_round_trip(provisioned: Store) -> None:
     ]
     stored = await provisioned.write_bindings({SAKURA: upsert(*sakura)})
     expected = {SAKURA: sorted(sakura, key=lambda row: row.contact)}
-    assert stored == expected  # read back in the write's own transaction
-    assert await provisioned.read_bindings() == expected
+    assert stored.by_aor == expected  # read back in the write's own transaction
+    assert (await provisioned.read_bindings()).by_aor == expected
 
 
 async def test_a_write_changes_only_the_contacts_it_names(provisioned: Store) -> None:
@@ -293,15 +204,15 @@ async def test_a_write_changes_only_the_contacts_it_names(provisioned: Store) ->
     added = binding(SAKURA, "sip:c@192.0.2.5")
     stored = await store.write_bindings({SAKURA: upsert(refreshed, added)})
     # sip:a, written by an earlier REGISTER (perhaps through another instance), stays
-    assert stored == {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), refreshed, added]}
+    assert stored.by_aor == {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), refreshed, added]}
 
     stored = await store.write_bindings({
         SAKURA: BindingChange(remove=frozenset({"sip:a@192.0.2.1", "sip:never@192.0.2.9"})),
         KENJI: BindingChange(remove_all=True),
     })
-    assert stored == {SAKURA: [refreshed, added]}  # Kenji has none left: absent
-    assert await store.read_bindings() == {SAKURA: [refreshed, added]}
-    assert await store.read_bindings([KENJI, HIROSHI]) == {}
+    assert stored.by_aor == {SAKURA: [refreshed, added]}  # Kenji has none left: absent
+    assert (await store.read_bindings()).by_aor == {SAKURA: [refreshed, added]}
+    assert (await store.read_bindings([KENJI, HIROSHI])).by_aor == {}
 
 
 async def test_two_stores_on_one_database_keep_each_others_contacts(store_url: str,
@@ -311,9 +222,10 @@ async def test_two_stores_on_one_database_keep_each_others_contacts(store_url: s
     try:
         await first.provision(make_config())
         one, two = binding(SAKURA, "sip:one@192.0.2.1"), binding(SAKURA, "sip:two@192.0.2.2")
-        assert await first.write_bindings({SAKURA: upsert(one)}) == {SAKURA: [one]}
-        assert await second.write_bindings({SAKURA: upsert(two)}) == {SAKURA: [one, two]}
-        assert await first.read_bindings() == {SAKURA: [one, two]}
+        assert (await first.write_bindings({SAKURA: upsert(one)})).by_aor == {SAKURA: [one]}
+        stored = await second.write_bindings({SAKURA: upsert(two)})
+        assert stored.by_aor == {SAKURA: [one, two]}
+        assert (await first.read_bindings()).by_aor == {SAKURA: [one, two]}
     finally:
         await first.close()
         await second.close()
@@ -323,7 +235,7 @@ async def test_a_removal_then_an_upsert_of_one_contact_leaves_it_registered(
         provisioned: Store) -> None:
     again = binding(SAKURA, "sip:a@192.0.2.1", NOW + 60)
     change = BindingChange(upsert=(again,), remove=frozenset({"sip:a@192.0.2.1"}))
-    assert await provisioned.write_bindings({SAKURA: change}) == {SAKURA: [again]}
+    assert (await provisioned.write_bindings({SAKURA: change})).by_aor == {SAKURA: [again]}
 
 
 def test_changes_merge_as_if_written_one_after_the_other() -> None:
@@ -346,9 +258,9 @@ async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
         )
     stored = await store.write_bindings(
         {n: upsert(binding(n, f"sip:{n}@192.0.2.9")) for n in numbers})
-    assert stored == {n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers}
+    assert stored.by_aor == {n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers}
     await store.write_bindings({n: BindingChange(remove_all=True) for n in numbers[:700]})
-    loaded = await store.read_bindings()
+    loaded = (await store.read_bindings()).by_aor
     assert sorted(loaded) == numbers[700:]
     assert all(loaded[n] == [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers[700:])
 
@@ -363,7 +275,7 @@ async def test_expired_rows_are_deleted_and_refreshed_ones_stay(provisioned: Sto
     await provisioned.write_bindings(
         {SAKURA: upsert(binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60))})
     assert await provisioned.delete_expired_bindings(NOW) == 2
-    assert await provisioned.read_bindings() == {
+    assert (await provisioned.read_bindings()).by_aor == {
         KENJI: [binding(KENJI, "sip:live@192.0.2.2", NOW + 1)],
         SAKURA: [binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60)],
     }
@@ -383,7 +295,7 @@ async def test_bindings_survive_a_restart(store_url: str) -> None:
 
     second = await Store.open(store_url)
     try:
-        assert await second.read_bindings() == rows
+        assert (await second.read_bindings()).by_aor == rows
     finally:
         await second.close()
 
@@ -458,7 +370,7 @@ async def test_a_failed_batch_changes_nothing_and_the_next_one_is_written(
                                   remove=frozenset({"sip:a@192.0.2.1"})),
             unknown: upsert(binding(unknown, "sip:x@192.0.2.3")),
         })
-    assert await provisioned.read_bindings() == before  # Sakura's removal was rolled back
+    assert (await provisioned.read_bindings()).by_aor == before  # the removal was rolled back
     after = {KENJI: [binding(KENJI, "sip:k@192.0.2.4")]}
     await provisioned.write_bindings({KENJI: upsert(*after[KENJI])})
-    assert await provisioned.read_bindings() == {**before, **after}
+    assert (await provisioned.read_bindings()).by_aor == {**before, **after}

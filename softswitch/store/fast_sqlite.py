@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,9 +20,11 @@ from softswitch.store.bindings import (
     BINDING_FIELDS,
     BindingChange,
     BindingRow,
+    StoredBindings,
     checked_changes,
     rows_by_aor,
 )
+from softswitch.store.schema import changes as feed
 from softswitch.store.schema import registrations
 
 SQLITE_BUSY_TIMEOUT_MS = 5000  # wait this long for another writer (another process) to finish
@@ -35,6 +38,7 @@ SQLITE_PRAGMAS = (
 )
 MAX_KEYS_PER_IN = 500  # stays well under every backend's limit on bound parameters
 ROWS_PER_INSERT = 100  # 800 parameters: under SQLite's oldest limit of 999 a statement
+FEED_ROWS_PER_INSERT = 200  # 4 parameters each
 
 T = TypeVar("T")
 
@@ -42,6 +46,8 @@ _BINDINGS = registrations.name
 _SELECT_BINDINGS = f"SELECT {', '.join(BINDING_FIELDS)} FROM {_BINDINGS}"
 _UPSERT_TAIL = " ON CONFLICT (aor, contact) DO UPDATE SET " + ", ".join(
     f"{name} = excluded.{name}" for name in BINDING_FIELDS[2:])
+_FEED_INSERT_HEAD = f"INSERT INTO {feed.name} (number, kind, instance, at) VALUES "
+FEED_POSITION = f"SELECT coalesce(max(seq), 0) FROM {feed.name}"
 
 
 def configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any = None) -> None:
@@ -102,19 +108,21 @@ def in_transaction(connection: sqlite3.Connection, begin: str,
 
 
 class SqliteBindingJournal:
-    """The registrar's binding writes: one call, one transaction per group commit."""
+    """The registrar's binding writes: one call, one transaction per group commit, with a
+    change feed row per AOR written (by `instance`)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, instance: str) -> None:
         self._thread = SqliteThread(path, "binding-journal")
+        self._instance = instance
         self._insert_head = f"INSERT INTO {_BINDINGS} ({', '.join(BINDING_FIELDS)}) VALUES "
         self._row = f"({placeholders(len(BINDING_FIELDS))})"
 
-    async def write(self, changes: dict[str, BindingChange]) -> dict[str, list[BindingRow]]:
+    async def write(self, changes: dict[str, BindingChange]) -> StoredBindings:
         """Apply `changes` in one transaction; the touched AORs' bindings read back in it."""
         cleared, removals, rows = checked_changes(changes)
         aors = list(changes)
 
-        def write(connection: sqlite3.Connection) -> dict[str, list[BindingRow]]:
+        def write(connection: sqlite3.Connection) -> StoredBindings:
             return in_transaction(  # IMMEDIATE: take the write lock now, no upgrade deadlock
                 connection, "BEGIN IMMEDIATE",
                 lambda connection: self._write(connection, aors, cleared, removals, rows))
@@ -133,7 +141,7 @@ class SqliteBindingJournal:
 
     def _write(self, connection: sqlite3.Connection, aors: list[str], cleared: list[str],
                removals: list[tuple[str, str]], rows: list[tuple[Any, ...]],
-               ) -> dict[str, list[BindingRow]]:
+               ) -> StoredBindings:
         for keys in chunks(cleared, MAX_KEYS_PER_IN):
             connection.execute(
                 f"DELETE FROM {_BINDINGS} WHERE aor IN ({placeholders(len(keys))})", keys)
@@ -144,7 +152,25 @@ class SqliteBindingJournal:
             # the same text for every full chunk: sqlite3's statement cache keeps it parsed
             statement = self._insert_head + ", ".join([self._row] * len(chunk)) + _UPSERT_TAIL
             connection.execute(statement, [value for row in chunk for value in row])
-        return read_bindings(connection, aors)
+        now = time.time()
+        position = 0
+        for names in chunks(aors, FEED_ROWS_PER_INSERT):
+            cursor = connection.execute(
+                _FEED_INSERT_HEAD + ", ".join(["(?, 'bindings', ?, ?)"] * len(names)),
+                [value for aor in names for value in (aor, self._instance, now)])
+            position = cursor.lastrowid or position
+        return StoredBindings(position, read_bindings(connection, aors))
+
+
+def read_stored_bindings(connection: sqlite3.Connection, aors: list[str] | None
+                         ) -> StoredBindings:
+    """`read_bindings` with the feed position they are as of, in one read transaction."""
+
+    def read(connection: sqlite3.Connection) -> StoredBindings:
+        position = connection.execute(FEED_POSITION).fetchone()[0]  # first: rows are as new
+        return StoredBindings(position, read_bindings(connection, aors))
+
+    return in_transaction(connection, "BEGIN", read)
 
 
 def read_bindings(connection: sqlite3.Connection,

@@ -17,6 +17,9 @@ Bindings are written per contact (RFC 3261 §10.3 across instances): a write add
 or removes the contacts it names and leaves the AOR's other contacts, which another instance
 may have registered, as they are; it returns each touched AOR's bindings as stored after it.
 
+Every transaction that changes a subscriber's state records it in the change feed (the
+`changes` table, `Store.record_changes`) before it commits; see softswitch.services.directory.
+
 On SQLite, SQLAlchemy transactions begin with an explicit BEGIN (the driver's own would start
 only at the first write, leaving earlier reads outside the transaction); `Store.writing()`
 begins with BEGIN IMMEDIATE, so that a transaction that reads then writes holds the write lock
@@ -24,15 +27,17 @@ from its start instead of failing to upgrade when another writer came first.
 """
 
 import asyncio
+import os
 import secrets
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, event, select
+from sqlalchemy import Connection, Insert, bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
@@ -43,14 +48,17 @@ from softswitch.store.bindings import (
     BINDING_FIELDS,
     BindingChange,
     BindingRow,
+    StoredBindings,
     checked_changes,
     rows_by_aor,
 )
 from softswitch.store.fast_sqlite import (
     MAX_KEYS_PER_IN,
     SqliteBindingJournal,
+    SqliteThread,
     chunks,
     configure_sqlite_connection,
+    read_stored_bindings,
 )
 from softswitch.store.provisioning import (
     PROVISIONED_COLUMNS,
@@ -61,6 +69,7 @@ from softswitch.store.provisioning import (
 from softswitch.store.schema import (
     SUBSCRIBER_STATE_TABLES,
     blocklist,
+    changes,
     forwarding,
     metadata,
     pins,
@@ -71,9 +80,13 @@ from softswitch.store.schema import (
     voicemail_settings,
 )
 
-__all__ = ["BindingChange", "BindingRow", "Store", "SubscriberCredentials"]
+__all__ = ["BindingChange", "BindingRow", "Store", "StoredBindings", "SubscriberCredentials"]
 
 _WRITE_OPTION = "softswitch_write"  # execution option: this transaction writes
+# pg_advisory_xact_lock key: transactions that write the change feed take it last and hold it
+# to their commit, so on PostgreSQL too seq order is commit order (no reader ever sees seq 8
+# committed while seq 7 is still in flight and later appears behind its position).
+FEED_LOCK_KEY = 0x736F667473770001
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,15 +105,20 @@ class SubscriberCredentials:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, journal: "SqliteBindingJournal | None" = None) -> None:
+    def __init__(self, engine: AsyncEngine, instance: str,
+                 journal: SqliteBindingJournal | None = None,
+                 reader: SqliteThread | None = None) -> None:
         self.engine = engine
+        self.instance = instance  # this process's name in the change feed
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._journal = journal
+        self.reader = reader  # raw sqlite3 reads of a SQLite file (feed polls), on a thread
 
     @classmethod
     async def open(cls, url: str, *, binding_journal: bool = True) -> "Store":
-        """Connect and create any missing tables. `binding_journal=False` sends binding writes
-        of a SQLite file through SQLAlchemy too (as for PostgreSQL; see the module doc)."""
+        """Connect and create any missing tables. `binding_journal=False` sends the binding
+        writes and feed polls of a SQLite file through SQLAlchemy too (as for PostgreSQL; see
+        the module doc)."""
         engine = _create_engine(url)
         try:
             async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
@@ -108,18 +126,39 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
+        instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         path = _sqlite_file(url)
-        journal = SqliteBindingJournal(path) if binding_journal and path is not None else None
-        return cls(engine, journal)
+        if not binding_journal or path is None:
+            return cls(engine, instance)
+        return cls(engine, instance, SqliteBindingJournal(path, instance),
+                   SqliteThread(path, "store-reader"))
 
     async def close(self) -> None:
         if self._journal is not None:
             await self._journal.close()
+        if self.reader is not None:
+            await self.reader.close()
         await self.engine.dispose()
 
     def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction that writes (on SQLite: holds the write lock from its start)."""
         return self._write_engine.begin()
+
+    async def record_changes(self, connection: AsyncConnection, kind: str,
+                             numbers: Collection[str]) -> int:
+        """Add a change feed row of `kind` for each of `numbers` in the transaction of
+        `connection`; returns the feed position of the last. Call it after the transaction's
+        other writes (on PostgreSQL it takes the feed lock, held until the commit)."""
+        if not numbers:
+            return 0
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": FEED_LOCK_KEY})
+        now = time.time()
+        await connection.execute(changes.insert(), [
+            {"number": number, "kind": kind, "instance": self.instance, "at": now}
+            for number in numbers])
+        return int((await connection.execute(select(func.max(changes.c.seq)))).scalar_one())
 
     # -- provisioning ------------------------------------------------------------------------
 
@@ -161,6 +200,8 @@ class Store:
             for table, rows in plan.state_rows.items():
                 if rows:
                     await connection.execute(table.insert(), rows)
+            await self.record_changes(connection, "subscriber",
+                                      plan.summary.added + plan.summary.updated)
         return plan.summary
 
     # -- registrar ---------------------------------------------------------------------------
@@ -183,13 +224,13 @@ class Store:
             for row in result
         }
 
-    async def write_bindings(self, changes: Mapping[str, BindingChange]
-                             ) -> dict[str, list[BindingRow]]:
-        """Apply each AOR's change in one transaction (group commit) and return every touched
-        AOR's bindings as stored after it, read back in the same transaction (an AOR left
-        without bindings is absent). Expired rows are included: the reader filters by time."""
+    async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
+        """Apply each AOR's change in one transaction (group commit), with a change feed row
+        per AOR, and return every touched AOR's bindings as stored after it, read back in the
+        same transaction (an AOR left without bindings is absent), at the transaction's feed
+        position. Expired rows are included: the reader filters by time."""
         if not changes:
-            return {}
+            return StoredBindings(0, {})
         batch = dict(changes)
         if self._journal is not None:
             return await self._journal.write(batch)
@@ -209,12 +250,18 @@ class Store:
                 await connection.execute(
                     _upsert_bindings(connection.dialect.name),
                     [dict(zip(BINDING_FIELDS, row, strict=True)) for row in rows])
-            return await _read_bindings(connection, list(batch))
+            position = await self.record_changes(connection, "bindings", list(batch))
+            return StoredBindings(position, await _read_bindings(connection, list(batch)))
 
-    async def read_bindings(self, aors: list[str] | None = None) -> dict[str, list[BindingRow]]:
-        """The bindings of `aors` (None: every AOR) by AOR, expired ones included."""
+    async def read_bindings(self, aors: Collection[str] | None = None) -> StoredBindings:
+        """The bindings of `aors` (None: every AOR) by AOR, expired ones included, and the feed
+        position they are at least as new as."""
+        keys = None if aors is None else list(aors)
+        if self.reader is not None:
+            return await self.reader.run(lambda connection: read_stored_bindings(connection, keys))
         async with self.engine.connect() as connection:
-            return await _read_bindings(connection, aors)
+            position = await connection.scalar(select(func.coalesce(func.max(changes.c.seq), 0)))
+            return StoredBindings(int(position or 0), await _read_bindings(connection, keys))
 
     async def delete_expired_bindings(self, now_epoch: float) -> int:
         """Delete the rows that expired by `now_epoch`, whoever wrote them; how many went.

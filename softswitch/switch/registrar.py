@@ -6,7 +6,10 @@ the commit that holds its binding, so a crash loses no binding that was acknowle
 
 Several instances may share one store: a REGISTER writes only the contacts it names, and the
 store returns the AOR's bindings as stored after the commit, other instances' contacts
-included; those are what memory then holds and what the 200 lists.
+included; those are what memory then holds and what the 200 lists. Bindings other instances
+write reach memory through `reload`, which the subscriber directory calls from its change
+feed polls. Each AOR in memory remembers the feed position it is as of, so that an older read
+(a reload that raced a commit) never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..sip.events import Peer
 from ..sip.headers import MAX_EXPIRES, HeaderError, NameAddr, parse_int
 from ..sip.message import Request, Response, make_response
 from ..sip.uri import SipUri
-from ..store.store import BindingChange, BindingRow, Store, SubscriberCredentials
+from ..store.store import BindingChange, BindingRow, Store, StoredBindings, SubscriberCredentials
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,7 @@ class RegistrationRejected(Exception):
         self.headers = headers or []
 
 
-Stored = dict[str, list[BindingRow]]  # AOR -> its bindings as stored after a commit
-Committed = Callable[[Stored | Exception], None]  # told the outcome of a write
+Committed = Callable[[StoredBindings | Exception], None]  # told the outcome of a write
 
 
 @dataclass(slots=True)
@@ -73,8 +75,9 @@ class BindingWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._flush())
 
-    async def write(self, changes: Mapping[str, BindingChange]) -> Stored:
-        done: asyncio.Future[Stored | Exception] = asyncio.get_running_loop().create_future()
+    async def write(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
+        done: asyncio.Future[StoredBindings | Exception] = (
+            asyncio.get_running_loop().create_future())
         self.submit(changes, done.set_result)
         outcome = await done
         if isinstance(outcome, Exception):
@@ -92,7 +95,7 @@ class BindingWriter:
                 await asyncio.sleep(self.window)
                 batch, self._pending = self._pending, {}
                 callbacks, self._callbacks = self._callbacks, []
-                outcome: Stored | Exception
+                outcome: StoredBindings | Exception
                 try:
                     async with asyncio.timeout(STORE_WRITE_TIMEOUT):
                         outcome = await self.store.write_bindings(batch)
@@ -120,16 +123,29 @@ class Registrar:
         self.writer = writer
         self.clock = clock
         self.bindings: dict[str, dict[str, Binding]] = {}  # committed to the store
+        self._positions: dict[str, int] = {}  # the feed position each AOR's bindings are as of
         self._proposed: dict[str, dict[str, Binding]] = {}  # written, not yet committed
         self._date_second = -1
         self._date_text = ""
 
-    def load(self, rows: Mapping[str, Sequence[BindingRow]]) -> None:
-        """Hold `rows` (AOR -> its stored bindings) as the committed bindings."""
-        for aor, aor_rows in rows.items():
-            self._hold(aor, aor_rows)
+    def load(self, stored: StoredBindings) -> None:
+        """Hold the bindings read from the store (at start)."""
+        for aor, rows in stored.by_aor.items():
+            self._hold(aor, rows, stored.position)
 
-    def _hold(self, aor: str, rows: Sequence[BindingRow]) -> None:
+    async def reload(self, aors: frozenset[str] | None) -> None:
+        """Read the bindings of `aors` (None: of every AOR) from the store again, after other
+        instances changed them."""
+        stored = await self.writer.store.read_bindings(aors)
+        reread = set(self.bindings) | set(stored.by_aor) if aors is None else aors
+        for aor in reread:
+            self._hold(aor, stored.by_aor.get(aor, ()), stored.position)
+
+    def _hold(self, aor: str, rows: Sequence[BindingRow], position: int) -> None:
+        """Hold `rows` as the AOR's bindings unless memory has a newer read already."""
+        if position < self._positions.get(aor, 0):
+            return
+        self._positions[aor] = position
         if rows:
             self.bindings[aor] = {row.contact: row for row in rows}
         else:
@@ -156,7 +172,7 @@ class Registrar:
                                   headers=rejected.headers))
             return
 
-        def committed(outcome: Stored | Exception) -> None:
+        def committed(outcome: StoredBindings | Exception) -> None:
             if updated is not None and self._proposed.get(aor) is updated:
                 del self._proposed[aor]
             if isinstance(outcome, Exception):
@@ -164,7 +180,7 @@ class Registrar:
                                       headers=[("retry-after", "5")]))
                 return
             if change is not None:
-                self._hold(aor, outcome.get(aor, ()))
+                self._hold(aor, outcome.by_aor.get(aor, ()), outcome.position)
             respond(self._ok(request, aor, to_tag))
 
         if change is None:
@@ -182,9 +198,10 @@ class Registrar:
         now = self.clock()
         removed = await self.writer.store.delete_expired_bindings(now)
         for aor, bindings in list(self.bindings.items()):
-            live = [row for row in bindings.values() if row.expires_at > now]
-            if len(live) != len(bindings):
-                self._hold(aor, live)
+            for contact in [c for c, row in bindings.items() if row.expires_at <= now]:
+                del bindings[contact]
+            if not bindings:
+                del self.bindings[aor]
         return removed
 
     # ---- the steps of RFC 3261 §10.3 -----------------------------------------------------------
