@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import yaml
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from softswitch.numbering import normalise_number
 
@@ -115,6 +113,8 @@ class StoreConfig:
     url: str = "sqlite+aiosqlite:///var/softswitch.db"
 
     def __repr__(self) -> str:  # without the database password
+        from sqlalchemy.engine import make_url  # here: the domain imports config, not SQL
+
         return f"StoreConfig(url={make_url(self.url).render_as_string(hide_password=True)!r})"
 
 
@@ -797,6 +797,9 @@ def _nonce_secret(node: _Node, path: str) -> bytes:
 
 
 def _read_store(node: _Node, path: str) -> StoreConfig:
+    from sqlalchemy.engine import make_url  # here: the domain imports config, not SQL
+    from sqlalchemy.exc import ArgumentError
+
     section = _Mapping.of(node, path)
     store = StoreConfig(**section.parse({"url": _text}))
     try:
