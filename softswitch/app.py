@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from .config import Config
 from .net.transports import MAX_TCP_CONNECTIONS, SipStack
-from .services.directory import SubscriberDirectory
+from .services import Services, build_services
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
-from .store.directory import SqlChangeFeed
+from .store.repositories import sql_repositories
 from .store.store import Store
 from .switch.calls import CallHandler, build_call_handler
 from .switch.core import SwitchCore
@@ -31,7 +31,7 @@ SPARE_FILES = 64  # the store, logs, listening sockets and the like
 class Server:
     config: Config
     store: Store
-    directory: SubscriberDirectory
+    services: Services
     stack: SipStack
     registrar: Registrar
     core: SwitchCore
@@ -49,7 +49,7 @@ class Server:
         await self.calls.close()  # BYE to every call while the sockets are open
         await self.stack.close()
         await self.registrar.writer.drain()  # acknowledged bindings reach the store
-        await self.directory.close()
+        await self.services.close()  # queued call records and last callers too
         await self.store.close()
 
 
@@ -69,9 +69,9 @@ async def start(config: Config) -> Server:
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
                           credentials=credentials, writer=BindingWriter(store))
     # Views and bindings are read after the directory's feed position: nothing falls between.
-    directory = SubscriberDirectory(SqlChangeFeed(store))
-    directory.on_bindings(registrar.reload)
-    await directory.start()
+    services = build_services(config, sql_repositories(store))
+    services.directory.on_bindings(registrar.reload)
+    await services.start()
     await store.delete_expired_bindings(registrar.clock())
     registrar.load(await store.read_bindings())
 
@@ -86,7 +86,7 @@ async def start(config: Config) -> Server:
             await stack.listen(address, sip.transports)
     except OSError:
         await stack.close()
-        await directory.close()
+        await services.close()
         await store.close()
         raise
     calls.listening(stack.bound)
@@ -98,7 +98,7 @@ async def start(config: Config) -> Server:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return Server(config, store, directory, stack, registrar, core, calls, sweeper)
+    return Server(config, store, services, stack, registrar, core, calls, sweeper)
 
 
 async def _sweep(registrar: Registrar, interval: float) -> None:

@@ -77,8 +77,10 @@ async def test_new_subscribers_get_default_state_and_their_pin(provisioned: Stor
         "options": {"nuisance_blocking": True},
         "registrations": [],
         "blocklist": [],
-        "voicemail": {"enabled": True, "ring_time": 15},
-        "forwarding": {"active": False, "destination": None, "mode": "no_answer"},
+        "last_caller": None,
+        "voicemail": {"enabled": True, "ring_time": 15, "greeting": False, "new": 0, "saved": 0,
+                      "messages": []},
+        "forwarding": {"enabled": False, "destination": None, "mode": "no_answer"},
         "remote_control": {"enabled": False},
         "pin": {"locked": False, "failures": 0, "pending_change": False, "pending_apply_at": None},
     }
@@ -111,7 +113,7 @@ async def test_reprovisioning_updates_the_email_and_keeps_service_state(provisio
     state = await store.subscriber_state(SAKURA, now_epoch=NOW)
     assert state is not None
     assert state["blocklist"] == ["0312345678"]
-    assert state["voicemail"] == {"enabled": False, "ring_time": 30}
+    assert (state["voicemail"]["enabled"], state["voicemail"]["ring_time"]) == (False, 30)
     assert [row["contact"] for row in state["registrations"]] == ["sip:sakura@192.0.2.10:5062"]
 
 

@@ -32,6 +32,7 @@ from ..config import PinConfig
 from ..credentials import hash_secret, verify_secret
 from ..numbering import is_national_number
 from .errors import UnknownSubscriber
+from .lines import voice_line
 from .repositories import PinRepository, SubscriberRepository
 
 security_log = logging.getLogger("softswitch.security")
@@ -117,6 +118,7 @@ class PinService:
 
     async def unlock(self, number: str) -> None:
         """Unlock the PIN and clear its failures (the portal, `softswitch pin unlock`)."""
+        await voice_line(self._subscribers, number)
         if not await self._pins.unlock(number):
             raise UnknownSubscriber(number)
         security_log.info("pin-unlocked number=%s", number)

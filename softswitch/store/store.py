@@ -34,6 +34,7 @@ import time
 from collections.abc import Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,15 @@ from softswitch.store.schema import (
     blocklist,
     changes,
     forwarding,
+    last_callers,
     metadata,
     pins,
     registrations,
     remote_control,
     settings,
     subscribers,
+    voicemail_greetings,
+    voicemail_messages,
     voicemail_settings,
 )
 
@@ -290,7 +294,8 @@ class Store:
     ) -> dict[str, Any] | None:
         """JSON-able state of one subscriber for `softswitch show`; None if unknown.
 
-        Never includes the PIN, the passwords or their hashes.
+        Never includes the PIN, the passwords or their hashes. A data SIM has no voice
+        service enabled, whatever its state rows say.
         """
         now = time.time() if now_epoch is None else now_epoch
         async with self.engine.connect() as connection:
@@ -312,6 +317,14 @@ class Store:
                 .where(registrations.c.aor == number, registrations.c.expires_at > now)
                 .order_by(registrations.c.contact)
             )
+            m = voicemail_messages.c
+            messages = (await connection.execute(
+                select(m.caller, m.received_at, m.seconds, m.new)
+                .where(m.number == number).order_by(m.new.desc(), m.received_at, m.id))).all()
+            last = (await connection.execute(
+                select(last_callers.c.caller).where(last_callers.c.number == number))).first()
+        voice = subscriber.sim == "voice"
+        new = sum(1 for message in messages if message.new)
         return {
             "number": subscriber.number,
             "sim": subscriber.sim,
@@ -327,23 +340,41 @@ class Store:
                 for row in bindings
             ],
             "blocklist": list(blocked.scalars()),
+            # None: nobody has called; "withheld": the last caller withheld the number
+            "last_caller": None if last is None else (last.caller or "withheld"),
             "voicemail": {
-                "enabled": subscriber.voicemail_enabled,
+                "enabled": voice and bool(subscriber.voicemail_enabled),
                 "ring_time": subscriber.ring_time,
+                "greeting": subscriber.has_greeting,
+                "new": new,
+                "saved": len(messages) - new,
+                "messages": [
+                    {
+                        "caller": message.caller,  # None: withheld
+                        "time": _iso_time(message.received_at),
+                        "duration": round(message.seconds, 1),
+                        "new": bool(message.new),
+                    }
+                    for message in messages
+                ],
             },
             "forwarding": {
-                "active": subscriber.forwarding_active,
+                "enabled": voice and bool(subscriber.forwarding_active),
                 "destination": subscriber.destination,
                 "mode": subscriber.mode,
             },
-            "remote_control": {"enabled": subscriber.remote_control_enabled},
+            "remote_control": {"enabled": voice and bool(subscriber.remote_control_enabled)},
             "pin": {
-                "locked": subscriber.locked,
+                "locked": bool(subscriber.locked),
                 "failures": subscriber.failures,
                 "pending_change": subscriber.pending_pin_hash is not None,
                 "pending_apply_at": subscriber.pending_apply_at,
             },
         }
+
+
+def _iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -> Any:
@@ -360,6 +391,7 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
             forwarding.c.destination,
             forwarding.c.mode,
             remote_control.c.enabled.label("remote_control_enabled"),
+            voicemail_greetings.c.number.is_not(None).label("has_greeting"),
             pins.c.locked,
             pins.c.failures,
             pins.c.pending_pin_hash,
@@ -369,6 +401,7 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
         .outerjoin(voicemail_settings, voicemail_settings.c.number == subscribers.c.number)
         .outerjoin(forwarding, forwarding.c.number == subscribers.c.number)
         .outerjoin(remote_control, remote_control.c.number == subscribers.c.number)
+        .outerjoin(voicemail_greetings, voicemail_greetings.c.number == subscribers.c.number)
         .outerjoin(pins, pins.c.number == subscribers.c.number)
         .where(subscribers.c.number == number)
     )
