@@ -92,7 +92,7 @@ async def start(config: Config) -> Server:
     calls.listening(stack.bound)
     endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
-    sweeper = asyncio.create_task(_sweep(registrar, interval))
+    sweeper = asyncio.create_task(_sweep(registrar, services, interval))
     # What startup built lives as long as the process: keep the collector off it, and let
     # it run less often (per-message objects are short-lived and mostly freed by refcount).
     gc.collect()
@@ -101,16 +101,17 @@ async def start(config: Config) -> Server:
     return Server(config, store, services, stack, registrar, core, calls, sweeper)
 
 
-async def _sweep(registrar: Registrar, interval: float) -> None:
+async def _sweep(registrar: Registrar, services: Services, interval: float) -> None:
+    """Expired bindings, and voicemail messages past retention."""
     while True:
         await asyncio.sleep(interval)
         try:
             removed = await registrar.sweep()
+            if removed:
+                log.info("removed %d expired bindings", removed)
+            await services.voicemail.expire()
         except Exception:
-            log.exception("sweeping expired bindings failed")
-            continue
-        if removed:
-            log.info("removed %d expired bindings", removed)
+            log.exception("sweeping expired bindings and voicemail failed")
 
 
 def raise_open_file_limit(config: Config) -> None:

@@ -75,15 +75,6 @@ class BindingWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._flush())
 
-    async def write(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
-        done: asyncio.Future[StoredBindings | Exception] = (
-            asyncio.get_running_loop().create_future())
-        self.submit(changes, done.set_result)
-        outcome = await done
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def drain(self) -> None:
         """Wait until every submitted change is written (at shutdown)."""
         while self._task is not None:
