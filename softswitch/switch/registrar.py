@@ -164,7 +164,7 @@ class Registrar:
             return
 
         def committed(outcome: StoredBindings | Exception) -> None:
-            if updated is not None and self._proposed.get(aor) is updated:
+            if change is not None and self._proposed.get(aor) is updated:
                 del self._proposed[aor]
             if isinstance(outcome, Exception):
                 respond(make_response(request, 500, "Store unavailable", to_tag=to_tag,
