@@ -3,6 +3,7 @@ SQLAlchemy (the path PostgreSQL takes, so that it is tested without a PostgreSQL
 and PostgreSQL when SOFTSWITCH_TEST_POSTGRES_URL=postgresql+asyncpg://... is set (its tables
 are dropped first). The fixtures are offered to every test module by conftest.py."""
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,11 +84,20 @@ async def store_url(backend: str, tmp_path: Path) -> str:
     if backend.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{tmp_path}/var/softswitch.db"
     assert POSTGRES_URL is not None
-    engine = create_async_engine(POSTGRES_URL)
+    await _drop_tables(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def empty_postgres(url: str) -> None:
+    """Drop softswitch's tables (from a test that runs no event loop of its own)."""
+    asyncio.run(_drop_tables(url))
+
+
+async def _drop_tables(url: str) -> None:
+    engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(metadata.drop_all)
     await engine.dispose()
-    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from softswitch.store.schema import blocklist, changes, voicemail_settings
 from softswitch.store.store import BindingChange, Store
 from softswitch.switch.registrar import BindingWriter, Registrar
 
-from .stores import HIROSHI, KENJI, NOW, SAKURA, binding
+from .stores import HIROSHI, KENJI, NOW, POSTGRES_URL, SAKURA, binding, empty_postgres
 from .support import ServerProcess, python_env
 from .test_registrar import Phone
 
@@ -308,9 +308,14 @@ async def test_old_feed_rows_are_pruned_behind_every_recent_position() -> None:
 # -- across real processes ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("database", ["sqlite", *(["postgresql"] if POSTGRES_URL else [])])
 async def test_a_binding_registered_on_another_instance_is_routable_after_sync(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    if database == "postgresql":
+        assert POSTGRES_URL is not None
+        await asyncio.to_thread(empty_postgres, POSTGRES_URL)
+        url = POSTGRES_URL
     other = ServerProcess(tmp_path, store_url=url).start()  # instance B, a real process
     here = await Store.open(url)  # instance A, in this process
     directory = SubscriberDirectory(SqlChangeFeed(here), idle_interval=60)
