@@ -278,6 +278,23 @@ async def test_sync_waits_for_a_poll_that_started_after_it_was_called() -> None:
         await directory.close()
 
 
+async def test_a_cancelled_caller_leaves_the_others_waiting_for_the_poll() -> None:
+    feed = GatedFeed()
+    directory = SubscriberDirectory(feed, min_interval=0, idle_interval=60)
+    await directory.start()
+    try:
+        leaving = asyncio.create_task(directory.sync())
+        staying = asyncio.create_task(directory.sync())
+        while feed.polls_started < 1:
+            await asyncio.sleep(0)
+        leaving.cancel()
+        feed.gate.set()
+        await staying
+        assert leaving.cancelled()
+    finally:
+        await directory.close()
+
+
 async def test_old_feed_rows_are_pruned_behind_every_recent_position() -> None:
     pruned: list[int] = []
     clock = [0.0]

@@ -47,7 +47,7 @@ class SubscriberDirectory:
         self._views: dict[str, CalleeView] = {}
         self._position = 0
         self._listeners: list[BindingsListener] = []
-        self._waiter: asyncio.Future[None] | None = None  # the next poll, if someone waits
+        self._waiters: list[asyncio.Future[None]] = []  # callers of sync() for the next poll
         self._wanted = asyncio.Event()
         self._last_poll = float("-inf")
         self._positions: deque[tuple[float, int]] = deque()  # (when, position), for pruning
@@ -83,16 +83,17 @@ class SubscriberDirectory:
         doc); raises what the store raised if the poll failed."""
         if self._task is None:
             raise RuntimeError("the directory is not started")
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        # A future per caller (not one shared): a caller's cancellation is its own.
+        waiter = self._task.get_loop().create_future()
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
             self._wanted.set()
-        await asyncio.shield(waiter)  # one caller's cancellation leaves the others' poll
+        await waiter
 
     async def _follow(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if self._waiter is None:
+            if not self._waiters:
                 self._wanted.clear()
                 try:
                     async with asyncio.timeout(self.idle_interval):
@@ -104,19 +105,20 @@ class SubscriberDirectory:
                 await asyncio.sleep(pause)
             # Whoever calls sync() from here on waits for the next poll: this one may have
             # started reading before their change committed.
-            waiter, self._waiter = self._waiter, None
+            waiters, self._waiters = self._waiters, []
             self._last_poll = loop.time()
             try:
                 async with asyncio.timeout(POLL_TIMEOUT):
                     await self._poll()
             except Exception as error:
-                if waiter is not None:
-                    waiter.set_exception(error)
-                else:
-                    log.warning("reading the change feed failed: %s", error)
+                log.warning("reading the change feed failed: %s", error)
+                for waiter in waiters:
+                    if not waiter.done():  # not cancelled
+                        waiter.set_exception(error)
                 continue
-            if waiter is not None:
-                waiter.set_result(None)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
             await self._prune()
 
     async def _poll(self) -> None:
