@@ -365,3 +365,24 @@ async def test_a_binding_registered_on_another_instance_is_routable_after_sync(
         await directory.close()
         await here.close()
         other.stop()
+
+
+async def test_a_postgresql_reader_connection_killed_by_the_server_is_made_again(
+        directory: SubscriberDirectory, provisioned: Store, backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's reader keeps a connection of its own")
+    from sqlalchemy import text
+
+    await directory.sync()
+    pid = provisioned.reader._connection.get_server_pid()  # noqa: SLF001
+    async with provisioned.engine.connect() as connection:
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(Exception):  # noqa: B017 - whichever error asyncpg reports
+        await directory.sync()
+    async with provisioned.writing() as connection:
+        await connection.execute(insert(blocklist).values(
+            number=SAKURA, blocked_number="0312345678", created_at=NOW))
+        await provisioned.record_changes(connection, "blocklist", [SAKURA])
+    await directory.sync()
+    sakura = directory.callee(SAKURA)
+    assert sakura is not None and sakura.blocklist == frozenset({"0312345678"})

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from softswitch.services.feed import DirectorySnapshot, FeedPoll
 from softswitch.store.bindings import (
     BINDING_FIELDS,
     BindingChange,
@@ -23,6 +24,17 @@ from softswitch.store.bindings import (
     StoredBindings,
     checked_changes,
     rows_by_aor,
+)
+from softswitch.store.feed_sql import (
+    BINDINGS,
+    BLOCKLISTS,
+    FEED,
+    FEED_POSITION,
+    VIEWS,
+    build_views,
+    changes_after,
+    polled,
+    view_numbers,
 )
 from softswitch.store.schema import changes as feed
 from softswitch.store.schema import registrations
@@ -43,11 +55,9 @@ FEED_ROWS_PER_INSERT = 200  # 4 parameters each
 T = TypeVar("T")
 
 _BINDINGS = registrations.name
-_SELECT_BINDINGS = f"SELECT {', '.join(BINDING_FIELDS)} FROM {_BINDINGS}"
 _UPSERT_TAIL = " ON CONFLICT (aor, contact) DO UPDATE SET " + ", ".join(
     f"{name} = excluded.{name}" for name in BINDING_FIELDS[2:])
 _FEED_INSERT_HEAD = f"INSERT INTO {feed.name} (number, kind, instance, at) VALUES "
-FEED_POSITION = f"SELECT coalesce(max(seq), 0) FROM {feed.name}"
 
 
 def configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any = None) -> None:
@@ -162,26 +172,59 @@ class SqliteBindingJournal:
         return StoredBindings(position, read_bindings(connection, aors))
 
 
-def read_stored_bindings(connection: sqlite3.Connection, aors: list[str] | None
-                         ) -> StoredBindings:
-    """`read_bindings` with the feed position they are as of, in one read transaction."""
+class SqliteReader:
+    """The reads that run at the call rate: change feed polls, directory snapshots, binding
+    reloads; each one call into the thread, in one read transaction (one snapshot)."""
 
-    def read(connection: sqlite3.Connection) -> StoredBindings:
-        position = connection.execute(FEED_POSITION).fetchone()[0]  # first: rows are as new
-        return StoredBindings(position, read_bindings(connection, aors))
+    def __init__(self, path: str) -> None:
+        self._thread = SqliteThread(path, "store-reader")
 
-    return in_transaction(connection, "BEGIN", read)
+    async def snapshot(self) -> DirectorySnapshot:
+        return await self._thread.run(lambda c: in_transaction(c, "BEGIN", _snapshot))
+
+    async def poll(self, after: int) -> FeedPoll:
+        return await self._thread.run(
+            lambda c: in_transaction(c, "BEGIN", lambda c: _poll(c, after)))
+
+    async def read_bindings(self, aors: list[str] | None) -> StoredBindings:
+        def read(connection: sqlite3.Connection) -> StoredBindings:
+            position = connection.execute(FEED_POSITION).fetchone()[0]  # first: rows as new
+            return StoredBindings(position, read_bindings(connection, aors))
+
+        return await self._thread.run(lambda c: in_transaction(c, "BEGIN", read))
+
+    async def close(self) -> None:
+        await self._thread.close()
+
+
+def _snapshot(connection: sqlite3.Connection) -> DirectorySnapshot:
+    position = connection.execute(FEED_POSITION).fetchone()[0]  # first: the views are as new
+    views = build_views(connection.execute(VIEWS).fetchall(),
+                        connection.execute(f"{BLOCKLISTS} ORDER BY id").fetchall())
+    return DirectorySnapshot(position, views)
+
+
+def _poll(connection: sqlite3.Connection, after: int) -> FeedPoll:
+    found = changes_after(connection.execute(FEED.format(after="?"), (after,)).fetchall(), after)
+    touched = view_numbers(found)
+    view_rows: list[Any] = []
+    blocked_rows: list[Any] = []
+    for keys in chunks(touched, MAX_KEYS_PER_IN):
+        marks = placeholders(len(keys))
+        view_rows += connection.execute(f"{VIEWS} WHERE s.number IN ({marks})", keys).fetchall()
+        blocked_rows += connection.execute(
+            f"{BLOCKLISTS} WHERE number IN ({marks}) ORDER BY id", keys).fetchall()
+    return polled(found, touched, build_views(view_rows, blocked_rows))
 
 
 def read_bindings(connection: sqlite3.Connection,
                   aors: list[str] | None) -> dict[str, list[BindingRow]]:
     """The bindings of `aors` (None: every AOR), expired ones included."""
     if aors is None:
-        return rows_by_aor(connection.execute(
-            f"{_SELECT_BINDINGS} ORDER BY aor, contact").fetchall())
+        return rows_by_aor(connection.execute(f"{BINDINGS} ORDER BY aor, contact").fetchall())
     stored: list[tuple[Any, ...]] = []
     for chunk in chunks(aors, MAX_KEYS_PER_IN):
         stored += connection.execute(
-            f"{_SELECT_BINDINGS} WHERE aor IN ({placeholders(len(chunk))}) "
-            "ORDER BY aor, contact", chunk).fetchall()
+            f"{BINDINGS} WHERE aor IN ({placeholders(len(chunk))}) ORDER BY aor, contact",
+            chunk).fetchall()
     return rows_by_aor(stored)

@@ -28,7 +28,8 @@ from softswitch.services.model import (
     VoicemailSettings,
 )
 from softswitch.services.repositories import BlockResult, PinRecord, Repositories
-from softswitch.store.directory import DEFAULT_RING_TIME, SqlChangeFeed
+from softswitch.store.directory import SqlChangeFeed
+from softswitch.store.feed_sql import DEFAULT_RING_TIME
 from softswitch.store.schema import (
     blocklist,
     call_records,

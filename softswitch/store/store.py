@@ -53,13 +53,13 @@ from softswitch.store.bindings import (
     checked_changes,
     rows_by_aor,
 )
+from softswitch.store.fast_postgres import PostgresReader
 from softswitch.store.fast_sqlite import (
     MAX_KEYS_PER_IN,
     SqliteBindingJournal,
-    SqliteThread,
+    SqliteReader,
     chunks,
     configure_sqlite_connection,
-    read_stored_bindings,
 )
 from softswitch.store.provisioning import (
     PROVISIONED_COLUMNS,
@@ -110,19 +110,25 @@ class SubscriberCredentials:
 
 class Store:
     def __init__(self, engine: AsyncEngine, instance: str,
-                 journal: SqliteBindingJournal | None = None,
-                 reader: SqliteThread | None = None) -> None:
+                 reader: SqliteReader | PostgresReader,
+                 journal: SqliteBindingJournal | None = None) -> None:
         self.engine = engine
         self.instance = instance  # this process's name in the change feed
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._journal = journal
-        self.reader = reader  # raw sqlite3 reads of a SQLite file (feed polls), on a thread
+        # Feed polls, directory snapshots and binding reloads, on a connection of their own.
+        self.reader = reader
 
     @classmethod
     async def open(cls, url: str, *, binding_journal: bool = True) -> "Store":
-        """Connect and create any missing tables. `binding_journal=False` sends the binding
-        writes and feed polls of a SQLite file through SQLAlchemy too (as for PostgreSQL; see
-        the module doc)."""
+        """Connect and create any missing tables: a SQLite file or PostgreSQL.
+        `binding_journal=False` sends the binding writes of a SQLite file through SQLAlchemy
+        too (as for PostgreSQL; see the module doc)."""
+        if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("the store is a SQLite file or a PostgreSQL database")
+        path = _sqlite_file(url)
+        if make_url(url).get_backend_name() == "sqlite" and path is None:
+            raise ValueError("the SQLite store must be a file: other instances share it")
         engine = _create_engine(url)
         try:
             async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
@@ -131,17 +137,15 @@ class Store:
             await engine.dispose()
             raise
         instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-        path = _sqlite_file(url)
-        if not binding_journal or path is None:
-            return cls(engine, instance)
-        return cls(engine, instance, SqliteBindingJournal(path, instance),
-                   SqliteThread(path, "store-reader"))
+        if path is None:
+            return cls(engine, instance, PostgresReader(url))
+        journal = SqliteBindingJournal(path, instance) if binding_journal else None
+        return cls(engine, instance, SqliteReader(path), journal)
 
     async def close(self) -> None:
         if self._journal is not None:
             await self._journal.close()
-        if self.reader is not None:
-            await self.reader.close()
+        await self.reader.close()
         await self.engine.dispose()
 
     def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -260,12 +264,7 @@ class Store:
     async def read_bindings(self, aors: Collection[str] | None = None) -> StoredBindings:
         """The bindings of `aors` (None: every AOR) by AOR, expired ones included, and the feed
         position they are at least as new as."""
-        keys = None if aors is None else list(aors)
-        if self.reader is not None:
-            return await self.reader.run(lambda connection: read_stored_bindings(connection, keys))
-        async with self.engine.connect() as connection:
-            position = await connection.scalar(select(func.coalesce(func.max(changes.c.seq), 0)))
-            return StoredBindings(int(position or 0), await _read_bindings(connection, keys))
+        return await self.reader.read_bindings(None if aors is None else list(aors))
 
     async def delete_expired_bindings(self, now_epoch: float) -> int:
         """Delete the rows that expired by `now_epoch`, whoever wrote them; how many went.
@@ -409,11 +408,9 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
 
 
 async def _read_bindings(connection: AsyncConnection,
-                         aors: list[str] | None) -> dict[str, list[BindingRow]]:
+                         aors: list[str]) -> dict[str, list[BindingRow]]:
     query = select(*(registrations.c[name] for name in BINDING_FIELDS)).order_by(
         registrations.c.aor, registrations.c.contact)
-    if aors is None:
-        return rows_by_aor([tuple(row) for row in await connection.execute(query)])
     rows: list[tuple[Any, ...]] = []
     for chunk in chunks(aors, MAX_KEYS_PER_IN):
         result = await connection.execute(query.where(registrations.c.aor.in_(chunk)))
