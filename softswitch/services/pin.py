@@ -77,10 +77,11 @@ class PinService:
         self.config = config
         self._clock = clock
 
-    async def verify(self, number: str, pin: str, *, source: str, via: str,
+    async def verify(self, number: str, pin: str, source: str, via: str = "dial-code", *,
                      allowed: bool = True) -> PinCheck:
         """Check `pin` for subscriber `number` (as keyed in), from `source` ('udp:host:port',
-        throttled by host) for the service `via` ('remote-access', 'blocklist', ...).
+        throttled by host) for the service `via` ('remote-access', 'blocklist', ...; in the
+        audit line).
         `allowed=False`: the service is closed to this caller (remote control off), so the
         attempt is checked and counted like any other but fails even with the right PIN."""
         now = self._clock()
