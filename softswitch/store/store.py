@@ -3,15 +3,18 @@
 Built from a URL: 'sqlite+aiosqlite:///var/softswitch.db' (a file; a relative path is
 relative to the working directory; its directory is created; WAL journal) or
 'postgresql+asyncpg://user:password@host/dbname' (state shared by several instances).
-Tables are created on open. Services build their own queries on `Store.engine` and the
-tables in softswitch.store.schema.
+Tables are created on open. The domain's repositories (softswitch.store.repositories) build
+their queries on `Store.engine` and the tables in softswitch.store.schema.
 
-One exception to "everything through SQLAlchemy": on a SQLite file, the registrar's binding
-writes (its group commits, the hot path under REGISTER load) go through `SqliteBindingJournal`
-(softswitch.store.fast_sqlite), a plain sqlite3 connection on a thread of its own that runs a
-whole batch in one call. Through SQLAlchemy and aiosqlite the same batch costs four thread hops
-and ~1.3 ms of the event loop's CPU (statement compilation, greenlets); this way ~0.1 ms.
-PostgreSQL keeps the SQLAlchemy path.
+Two exceptions to "everything through SQLAlchemy", both for what runs at the call rate:
+- on a SQLite file, the registrar's binding writes (its group commits, the hot path under
+  REGISTER load) go through `SqliteBindingJournal` (softswitch.store.fast_sqlite), a plain
+  sqlite3 connection on a thread of its own that runs a whole batch in one call. Through
+  SQLAlchemy and aiosqlite the same batch costs four thread hops and ~1.3 ms of the event
+  loop's CPU (statement compilation, greenlets); this way ~0.1 ms. PostgreSQL keeps the
+  SQLAlchemy path.
+- `Store.reader` runs the change feed polls, directory snapshots and binding reloads on a
+  connection of its own: a sqlite3 thread, or one asyncpg connection for PostgreSQL.
 
 Bindings are written per contact (RFC 3261 §10.3 across instances): a write adds, refreshes
 or removes the contacts it names and leaves the AOR's other contacts, which another instance
