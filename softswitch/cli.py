@@ -127,18 +127,21 @@ def _run(config: Config) -> int:
 
 
 async def _operate(config: Config, args: argparse.Namespace, number: str) -> int:
-    """Open the store, do the command through the services, say what happened."""
-    from .services import build_services
-    from .services.errors import ServiceError
-    from .store.repositories import sql_repositories
+    """Open the store, do the command (through the services, but `show`), say what happened."""
     from .store.store import Store
 
     store = await Store.open(config.store.url)
     try:
+        if args.command == "show":
+            return await _show(store, number)
+        from .services import build_services
+        from .services.errors import ServiceError
+        from .store.repositories import sql_repositories
+
         services = build_services(config, sql_repositories(store))
         handler = _HANDLERS[(args.command, getattr(args, "action", None))]
         try:
-            return await handler(services, store, args, number)
+            return await handler(services, args, number)
         except ServiceError as error:
             print(f"softswitch: {error}; nothing changed", file=sys.stderr)
             return EXIT_REFUSED
@@ -148,10 +151,7 @@ async def _operate(config: Config, args: argparse.Namespace, number: str) -> int
         await store.close()
 
 
-Handler = Callable[["Services", "Store", argparse.Namespace, str], Awaitable[int]]
-
-
-async def _show(services: Services, store: Store, args: argparse.Namespace, number: str) -> int:
+async def _show(store: Store, number: str) -> int:
     state = await store.subscriber_state(number)
     if state is None:
         print(f"softswitch: no subscriber {number} in the store", file=sys.stderr)
@@ -160,7 +160,10 @@ async def _show(services: Services, store: Store, args: argparse.Namespace, numb
     return 0
 
 
-async def _blocklist_add(services: Services, store: Store, args: argparse.Namespace,
+Handler = Callable[["Services", argparse.Namespace, str], Awaitable[int]]
+
+
+async def _blocklist_add(services: Services, args: argparse.Namespace,
                          number: str) -> int:
     from .services.repositories import BlockResult
 
@@ -177,7 +180,7 @@ async def _blocklist_add(services: Services, store: Store, args: argparse.Namesp
     return 0
 
 
-async def _blocklist_remove(services: Services, store: Store, args: argparse.Namespace,
+async def _blocklist_remove(services: Services, args: argparse.Namespace,
                             number: str) -> int:
     removed = await services.blocklist.remove(number, args.caller)
     caller = normalise_number(args.caller)
@@ -185,7 +188,7 @@ async def _blocklist_remove(services: Services, store: Store, args: argparse.Nam
     return 0
 
 
-async def _blocklist_list(services: Services, store: Store, args: argparse.Namespace,
+async def _blocklist_list(services: Services, args: argparse.Namespace,
                           number: str) -> int:
     blocked = await services.blocklist.list(number)
     if args.json:
@@ -196,7 +199,7 @@ async def _blocklist_list(services: Services, store: Store, args: argparse.Names
     return 0
 
 
-async def _forwarding(services: Services, store: Store, args: argparse.Namespace,
+async def _forwarding(services: Services, args: argparse.Namespace,
                       number: str) -> int:
     if args.off:
         await services.forwarding.stop(number)
@@ -210,7 +213,7 @@ async def _forwarding(services: Services, store: Store, args: argparse.Namespace
     return 0
 
 
-async def _voicemail(services: Services, store: Store, args: argparse.Namespace,
+async def _voicemail(services: Services, args: argparse.Namespace,
                      number: str) -> int:
     settings = await services.voicemail.configure(number, enabled=args.on,
                                                   ring_time=args.ring_time)
@@ -219,7 +222,7 @@ async def _voicemail(services: Services, store: Store, args: argparse.Namespace,
     return 0
 
 
-async def _pin_unlock(services: Services, store: Store, args: argparse.Namespace,
+async def _pin_unlock(services: Services, args: argparse.Namespace,
                       number: str) -> int:
     await services.pin.unlock(number)
     print(f"PIN of {number} unlocked")
@@ -227,7 +230,6 @@ async def _pin_unlock(services: Services, store: Store, args: argparse.Namespace
 
 
 _HANDLERS: dict[tuple[str, str | None], Handler] = {
-    ("show", None): _show,
     ("blocklist", "add"): _blocklist_add,
     ("blocklist", "remove"): _blocklist_remove,
     ("blocklist", "list"): _blocklist_list,

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from softswitch.services.feed import DirectorySnapshot, FeedPoll
@@ -82,6 +81,8 @@ class PostgresReader:
                 self._connection = None
 
     async def _run(self, read: Callable[[Any], Awaitable[T]]) -> T:
+        import asyncpg  # type: ignore[import-untyped]  # here: SQLite users never load it
+
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
                 self._connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)

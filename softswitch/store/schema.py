@@ -173,7 +173,9 @@ voicemail_messages = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("number", NUMBER, ForeignKey("subscribers.number", ondelete="CASCADE"),
            nullable=False, index=True),
-    Column("caller", DIALLED),  # null: the caller withheld the number
+    # Caller numbers come from the call layer as it saw them: Text, so that no length can fail
+    # a message (or, below, a batch of last callers or call records) on PostgreSQL.
+    Column("caller", Text),  # null: the caller withheld the number
     Column("received_at", Double, nullable=False),
     Column("seconds", Double, nullable=False),
     Column("new", Boolean, nullable=False, default=True),  # not yet heard
@@ -185,7 +187,7 @@ last_callers = Table(
     "last_callers",
     metadata,
     _subscriber_key(),
-    Column("caller", DIALLED),  # null: withheld
+    Column("caller", Text),  # null: withheld
     Column("at", Double, nullable=False),
 )
 
@@ -196,8 +198,8 @@ call_records = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
            autoincrement=True),
     Column("call_id", Text, nullable=False),
-    Column("caller", String(64)),  # null: withheld
-    Column("callee", String(64), nullable=False),
+    Column("caller", Text),  # null: withheld
+    Column("callee", Text, nullable=False),
     Column("outcome", String(12), nullable=False),
     Column("started_at", Double, nullable=False),
     Column("answered_at", Double),
