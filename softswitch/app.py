@@ -15,8 +15,10 @@ from .ivr.dtmf_test import dtmf_test
 from .media.prompts import PromptLibrary
 from .net.rtp import RtpEngine
 from .net.transports import MAX_TCP_CONNECTIONS, SipStack
+from .services import Services, build_services
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
+from .store.repositories import sql_repositories
 from .store.store import Store
 from .switch.admission import CallAdmission
 from .switch.calls import CallRouter
@@ -35,6 +37,7 @@ SPARE_FILES = 64  # the store, logs, listening sockets and the like
 class Server:
     config: Config
     store: Store
+    services: Services
     stack: SipStack
     registrar: Registrar
     core: SwitchCore
@@ -52,6 +55,7 @@ class Server:
         await self.calls.close()  # BYE to every call while the sockets are open
         await self.stack.close()
         await self.registrar.writer.drain()  # acknowledged bindings reach the store
+        await self.services.close()  # queued call records and last callers too
         await self.store.close()
 
 
@@ -93,7 +97,12 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
                    if number in configured}
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
                           credentials=credentials, writer=BindingWriter(store))
-    registrar.load(await store.load_bindings(registrar.clock()))
+    # Views and bindings are read after the directory's feed position: nothing falls between.
+    services = build_services(config, sql_repositories(store))
+    services.directory.on_bindings(registrar.reload)
+    await services.start()
+    await store.delete_expired_bindings(registrar.clock())
+    registrar.load(await store.read_bindings())
 
     owners = Owners()
     calls = _ivr_calls(config, stack, owners)
@@ -106,13 +115,13 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
     calls.listening(stack.bound)
     stack.endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
-    sweeper = asyncio.create_task(_sweep(registrar, interval))
+    sweeper = asyncio.create_task(_sweep(registrar, services, interval))
     # What startup built lives as long as the process: keep the collector off it, and let
     # it run less often (per-message objects are short-lived and mostly freed by refcount).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return Server(config, store, stack, registrar, core, calls, sweeper)
+    return Server(config, store, services, stack, registrar, core, calls, sweeper)
 
 
 def _ivr_calls(config: Config, stack: SipStack, owners: Owners) -> IvrCalls:
@@ -127,16 +136,17 @@ def _ivr_calls(config: Config, stack: SipStack, owners: Owners) -> IvrCalls:
                     server_name=config.sip.user_agent, media_host=host)
 
 
-async def _sweep(registrar: Registrar, interval: float) -> None:
+async def _sweep(registrar: Registrar, services: Services, interval: float) -> None:
+    """Expired bindings, and voicemail messages past retention."""
     while True:
         await asyncio.sleep(interval)
         try:
             removed = await registrar.sweep()
+            if removed:
+                log.info("removed %d expired bindings", removed)
+            await services.voicemail.expire()
         except Exception:
-            log.exception("sweeping expired bindings failed")
-            continue
-        if removed:
-            log.info("removed %d expired bindings", removed)
+            log.exception("sweeping expired bindings and voicemail failed")
 
 
 def raise_open_file_limit(config: Config) -> None:

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import yaml
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from softswitch.numbering import normalise_number
 
@@ -111,10 +109,13 @@ class SipConfig:
 @dataclass(slots=True, frozen=True, repr=False)
 class StoreConfig:
     # 'sqlite+aiosqlite:///relative/path.db', 'sqlite+aiosqlite:////absolute/path.db'
-    # or 'postgresql+asyncpg://user:password@host/dbname'
+    # or 'postgresql+asyncpg://user:password@host/dbname' (the config may say 'sqlite:///...',
+    # 'postgresql://...' or 'postgres://...': mapped to these drivers when read)
     url: str = "sqlite+aiosqlite:///var/softswitch.db"
 
     def __repr__(self) -> str:  # without the database password
+        from sqlalchemy.engine import make_url  # here: the domain imports config, not SQL
+
         return f"StoreConfig(url={make_url(self.url).render_as_string(hide_password=True)!r})"
 
 
@@ -796,20 +797,45 @@ def _nonce_secret(node: _Node, path: str) -> bytes:
     return secret.encode()
 
 
+# The URL forms people write, and the async driver each one means.
+_STORE_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_STORE_URL_FORMS = ("a SQLite file ('sqlite:///var/softswitch.db', 'sqlite:////abs/path.db') or "
+                    "a PostgreSQL URL ('postgresql://user:password@host/dbname')")
+
+
 def _read_store(node: _Node, path: str) -> StoreConfig:
-    section = _Mapping.of(node, path)
-    store = StoreConfig(**section.parse({"url": _text}))
+    return StoreConfig(**_Mapping.of(node, path).parse({"url": _store_url}))
+
+
+def _store_url(node: _Node, path: str) -> str:
+    """A database URL as people write it, mapped to the async driver softswitch uses
+    ('sqlite:///x.db' -> 'sqlite+aiosqlite:///x.db', 'postgres://...' ->
+    'postgresql+asyncpg://...'). Errors never quote the URL: it may hold a password."""
+    from sqlalchemy.engine import make_url  # here: the domain imports config, not SQL
+    from sqlalchemy.exc import ArgumentError
+
+    url = _text(node, path)
+    scheme, separator, rest = url.partition("://")
+    driver = _STORE_DRIVERS.get(scheme.lower())
+    if not separator or driver is None:
+        named = f"'{scheme}'" if separator else "no scheme"
+        raise _Invalid(path, f"must be {_STORE_URL_FORMS}; got {named}", node.line)
+    mapped = f"{driver}://{rest}"
     try:
-        make_url(store.url)
-    except ArgumentError:
-        section.fail("url", f"is not a database URL: {store.url!r}")
-    if not store.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-        section.fail(
-            "url",
-            "must start with 'sqlite+aiosqlite:///' (a file) or 'postgresql+asyncpg://', "
-            f"got {store.url!r}",
-        )
-    return store
+        database = make_url(mapped).database
+    except (ArgumentError, ValueError):
+        raise _Invalid(path, f"is not a database URL; expected {_STORE_URL_FORMS}",
+                       node.line) from None
+    if driver.startswith("sqlite") and (not database or database == ":memory:"):
+        raise _Invalid(path, "must name a SQLite file, e.g. 'sqlite:///var/softswitch.db' "
+                       "(an in-memory database cannot be shared)", node.line)
+    return mapped
 
 
 def _read_pin(node: _Node, path: str) -> PinConfig:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from .stores import backend, provisioned, store, store_url  # noqa: F401 - fixtures for all
 from .support import ServerProcess
 
 DATA = Path(__file__).parent / "data"

@@ -52,15 +52,17 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def write_config(directory: Path, port: int, *, sections: dict[str, object] | None = None,
-                 **sip_overrides: object) -> Path:
-    """The test config: `sip_overrides` go under sip:, `sections` are further top-level keys
-    (only for a test about that setting)."""
+def write_config(directory: Path, port: int, store_url: str | None = None, *,
+                 sections: dict[str, object] | None = None, **sip_overrides: object) -> Path:
+    """A config with only listen, domain, store and subscribers set; the store is a SQLite file
+    in `directory` unless `store_url` names another (several instances on one store).
+    `sip_overrides` go under sip:, `sections` are further top-level keys (only for a test
+    about that setting)."""
     sip: dict[str, object] = {"listen": [f"127.0.0.1:{port}"], "domain": DOMAIN}
     sip.update(sip_overrides)
     config = {
         "sip": sip,
-        "store": {"url": f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
+        "store": {"url": store_url or f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
         "subscribers": SUBSCRIBERS,
         "log_level": "debug",
         **(sections or {}),
@@ -77,18 +79,21 @@ def softswitch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 @dataclass
 class ServerProcess:
-    """`softswitch run` in a child process, on a free port, with its own SQLite file."""
+    """`softswitch run` in a child process, on a free port, with its own SQLite file (or the
+    store at `store_url`, which another ServerProcess may share)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     sip_overrides: dict[str, object] = field(default_factory=dict)
     sections: dict[str, object] = field(default_factory=dict)  # other top-level config keys
+    store_url: str | None = None
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
     open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
 
     def start(self) -> ServerProcess:
-        self.config = write_config(self.directory, self.port, sections=self.sections,
+        self.config = write_config(self.directory, self.port, self.store_url,
+                                   sections=self.sections,
                                    **self.sip_overrides)
         self.log = open(self.directory / "server.log", "a")  # noqa: SIM115 - closed in stop()
         stdout_path = self.directory / "stdout.log"

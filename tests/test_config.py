@@ -255,6 +255,36 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
     assert "09012345678" in text
 
 
+@pytest.mark.parametrize(("written", "meant"), [
+    ("sqlite:///var/softswitch.db", "sqlite+aiosqlite:///var/softswitch.db"),
+    ("sqlite:////srv/softswitch/state.db", "sqlite+aiosqlite:////srv/softswitch/state.db"),
+    ("sqlite+aiosqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+    ("SQLite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+    ("postgresql://softswitch:pw@db.example/softswitch",
+     "postgresql+asyncpg://softswitch:pw@db.example/softswitch"),
+    ("postgres://softswitch:pw@db.example:5433/softswitch",
+     "postgresql+asyncpg://softswitch:pw@db.example:5433/softswitch"),
+    ("postgresql+asyncpg://db/softswitch", "postgresql+asyncpg://db/softswitch"),
+])
+def test_store_urls_as_people_write_them(written: str, meant: str) -> None:
+    config = parse_config(f"sip: {{domain: x.test}}\nstore: {{url: '{written}'}}\n")
+    assert config.store.url == meant
+
+
+@pytest.mark.parametrize(("written", "problem"), [
+    ("mysql://root:hunter2@db/softswitch", "got 'mysql'"),
+    ("postgresql+psycopg2://root:hunter2@db/softswitch", "got 'postgresql+psycopg2'"),
+    ("var/softswitch.db", "got no scheme"),
+    ("sqlite://", "must name a SQLite file"),
+    ("sqlite:///:memory:", "must name a SQLite file"),
+    ("postgresql://root:hunter2@db:notaport/x", "is not a database URL"),
+])
+def test_store_urls_that_are_refused(written: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)) as raised:
+        parse_config(f"sip: {{domain: x.test}}\nstore: {{url: '{written}'}}\n")
+    assert raised.value.field == "store.url" and "hunter2" not in str(raised.value)
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 
@@ -458,7 +488,8 @@ def test_the_error_names_file_field_problem_and_line(tmp_path: Path) -> None:
         pytest.param(
             "sip: {domain: x.test}\nstore:\n  url: mysql://db/softswitch\n",
             "store.url",
-            "must start with 'sqlite+aiosqlite:///'",
+            "must be a SQLite file ('sqlite:///var/softswitch.db', 'sqlite:////abs/path.db') or "
+            "a PostgreSQL URL ('postgresql://user:password@host/dbname'); got 'mysql'",
             3,
             id="bad-store-url",
         ),

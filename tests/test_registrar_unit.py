@@ -3,7 +3,7 @@ and what the bindings in memory are, before and after the store commits."""
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import pytest
 
@@ -12,7 +12,12 @@ from softswitch.sip.digest import DigestAuthenticator, authorization, ha1, parse
 from softswitch.sip.events import Peer
 from softswitch.sip.message import Response
 from softswitch.sip.parser import check_request, parse_datagram
-from softswitch.store.store import BindingRow, SubscriberCredentials
+from softswitch.store.store import (
+    BindingChange,
+    BindingRow,
+    StoredBindings,
+    SubscriberCredentials,
+)
 from softswitch.switch.registrar import BindingWriter, Registrar
 
 REALM = "softswitch.test"
@@ -21,18 +26,43 @@ PEER = Peer("udp", "127.0.0.1", 5999)
 
 
 class MemoryStore:
+    """The store's binding semantics (per contact, read back after the write) in memory."""
+
     def __init__(self) -> None:
-        self.rows: dict[str, list[BindingRow]] = {}
+        self.rows: dict[str, dict[str, BindingRow]] = {}
         self.fail = False
         self.commits = 0
 
-    async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
+    async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
         await asyncio.sleep(0)
         if self.fail:
             raise OSError("disk gone")
         self.commits += 1
-        for aor, rows in changes.items():
-            self.rows[aor] = list(rows)
+        for aor, change in changes.items():
+            rows = {} if change.remove_all else self.rows.get(aor, {})
+            rows = {contact: row for contact, row in rows.items() if contact not in change.remove}
+            rows.update((row.contact, row) for row in change.upsert)
+            self.rows[aor] = rows
+        return self.read(changes)
+
+    async def read_bindings(self, aors: frozenset[str] | None) -> StoredBindings:
+        await asyncio.sleep(0)
+        return self.read(self.rows if aors is None else aors)
+
+    def read(self, aors: Iterable[str]) -> StoredBindings:
+        return StoredBindings(self.commits, {
+            aor: sorted(self.rows[aor].values(), key=lambda row: row.contact)
+            for aor in aors if self.rows.get(aor)})
+
+    async def delete_expired_bindings(self, now: float) -> int:
+        expired = [(aor, contact) for aor, rows in self.rows.items()
+                   for contact, row in rows.items() if row.expires_at <= now]
+        for aor, contact in expired:
+            del self.rows[aor][contact]
+        return len(expired)
+
+    def contacts(self, aor: str) -> list[str]:
+        return sorted(self.rows.get(aor, {}))
 
 
 def make_registrar(store: MemoryStore, clock: list[float]) -> Registrar:
@@ -91,7 +121,7 @@ async def test_200_only_after_commit_and_memory_follows_the_store() -> None:
     ok = await pending
     assert ok.status == 200 and store.commits == 1
     assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:a@127.0.0.1:5999"]
-    assert [r.contact for r in store.rows[NUMBER]] == ["sip:a@127.0.0.1:5999"]
+    assert store.contacts(NUMBER) == ["sip:a@127.0.0.1:5999"]
 
 
 async def test_a_failed_write_answers_500_and_changes_nothing() -> None:
@@ -122,7 +152,7 @@ async def test_two_registers_in_one_batch_build_on_each_other() -> None:
     assert [a.status for a in answers] == [200, 200, 200]
     expected = {"sip:a@127.0.0.1:1", "sip:b@127.0.0.1:2", "sip:c@127.0.0.1:3"}
     assert {str(c.uri) for c in answers[2].contacts} == expected
-    assert {r.contact for r in store.rows[NUMBER]} == expected
+    assert set(store.contacts(NUMBER)) == expected
 
 
 async def test_rfc3261_rules() -> None:
@@ -162,18 +192,58 @@ async def test_sweep_removes_expired_bindings_from_memory_and_store() -> None:
                                    "<sip:b@127.0.0.1:2>;expires=600"])).status == 200
     clock[0] += 61
     assert await registrar.sweep() == 1
-    assert [r.contact for r in store.rows[NUMBER]] == ["sip:b@127.0.0.1:2"]
+    assert store.contacts(NUMBER) == ["sip:b@127.0.0.1:2"]
     assert [b.contact for b in registrar.contacts(NUMBER)] == ["sip:b@127.0.0.1:2"]
+    assert list(registrar.bindings[NUMBER]) == ["sip:b@127.0.0.1:2"]  # gone from memory too
+
+
+async def test_a_contact_another_instance_registered_is_kept_and_listed() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    here, there = make_registrar(store, clock), make_registrar(store, clock)
+    assert (await Client(there).register(["<sip:there@127.0.0.1:2>"])).status == 200
+    ok = await Client(here).register(["<sip:here@127.0.0.1:1>"])
+    assert ok.status == 200
+    both = {"sip:here@127.0.0.1:1", "sip:there@127.0.0.1:2"}
+    assert {str(c.uri) for c in ok.contacts} == both  # the store's word, not only this one's
+    assert set(store.contacts(NUMBER)) == both
+    assert {b.contact for b in here.contacts(NUMBER)} == both
+    removed = await Client(here).register(["<sip:here@127.0.0.1:1>"], expires=0)
+    assert [str(c.uri) for c in removed.contacts] == ["sip:there@127.0.0.1:2"]
+    assert store.contacts(NUMBER) == ["sip:there@127.0.0.1:2"]
 
 
 async def test_a_hung_store_times_out_with_500(monkeypatch: pytest.MonkeyPatch) -> None:
     from softswitch.switch import registrar as module
 
     class HungStore(MemoryStore):
-        async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
+        async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
             await asyncio.sleep(3600)
+            raise AssertionError("never written")
 
     monkeypatch.setattr(module, "STORE_WRITE_TIMEOUT", 0.05)
     registrar = make_registrar(HungStore(), [1000.0])
     assert (await Client(registrar).register(["<sip:a@127.0.0.1:1>"])).status == 500
     await registrar.writer.drain()
+
+
+async def test_reload_brings_in_other_instances_bindings_but_never_an_older_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = MemoryStore(), [1000.0]
+    here, there = make_registrar(store, clock), make_registrar(store, clock)
+    assert (await Client(there).register(["<sip:there@127.0.0.1:2>"])).status == 200
+    assert here.contacts(NUMBER) == []  # written elsewhere: not here until reloaded
+    await here.reload(frozenset({NUMBER}))
+    assert [b.contact for b in here.contacts(NUMBER)] == ["sip:there@127.0.0.1:2"]
+
+    assert (await Client(here).register(["<sip:here@127.0.0.1:1>"])).status == 200
+    both = {"sip:here@127.0.0.1:1", "sip:there@127.0.0.1:2"}
+    # A read that began before that commit and ends after it is older: memory keeps the new.
+    monkeypatch.setattr(store, "read", lambda aors: StoredBindings(1, {}))
+    await here.reload(frozenset({NUMBER}))
+    await here.reload(None)
+    assert {b.contact for b in here.contacts(NUMBER)} == both
+    monkeypatch.undo()
+    store.rows[NUMBER].pop("sip:there@127.0.0.1:2")  # as if the other instance removed it
+    store.commits += 1
+    await here.reload(None)
+    assert [b.contact for b in here.contacts(NUMBER)] == ["sip:here@127.0.0.1:1"]

@@ -1,73 +1,30 @@
 """The store: provisioning, credentials, bindings, subscriber state, SQLite settings.
 
 Runs on SQLite; set SOFTSWITCH_TEST_POSTGRES_URL=postgresql+asyncpg://... to run every
-test on PostgreSQL too (its tables are dropped first).
+test on PostgreSQL too (its tables are dropped first; see tests/stores.py).
 """
 
 import copy
 import hashlib
 import json
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import insert, select, text, update
 
-from softswitch.config import Config, parse_config
 from softswitch.credentials import hash_secret, verify_secret
 from softswitch.store.provisioning import ProvisioningError, ProvisionSummary
 from softswitch.store.schema import (
     blocklist,
     metadata,
     pins,
-    registrations,
     subscribers,
     voicemail_settings,
 )
-from softswitch.store.store import BindingRow, Store, SubscriberCredentials
+from softswitch.store.store import BindingChange, BindingRow, Store, SubscriberCredentials
 
-POSTGRES_URL = os.environ.get("SOFTSWITCH_TEST_POSTGRES_URL")
-NOW = 1_800_000_000.0
-
-SAKURA, KENJI, HIROSHI = "09012345678", "08023456789", "08098765432"
-SUBSCRIBERS: list[dict[str, Any]] = [
-    {
-        "number": "090-1234-5678",
-        "sim": "voice",
-        "line": "D",
-        "sip_password": "pw-sakura",
-        "mio_id": "sakura.tanaka",
-        "email": "sakura@example.jp",
-        "portal_password": "pw-portal-sakura",
-        "name": "田中 さくら",
-        "birth_date": "1988-04-12",
-        "iccid": "8981100000123456789",
-        "postal_address": "東京都千代田区千代田1-1-1",
-        "network_pin": "4826",
-    },
-    {
-        "number": "+81 80-2345-6789",
-        "sim": "voice",
-        "line": "A",
-        "sip_password": "pw-kenji",
-        "mio_id": "kenji.sato",
-        "email": "kenji@example.jp",
-        "portal_password": "pw-portal-kenji",
-        "options": {"nuisance_blocking": True},
-    },
-    {"number": "080-9876-5432", "sim": "data", "line": "D", "email": "hiroshi@example.jp"},
-]
-
-
-def make_config(
-    subscriber_list: list[dict[str, Any]] | None = None, domain: str = "softswitch.test"
-) -> Config:
-    document = {"sip": {"domain": domain}, "subscribers": subscriber_list or SUBSCRIBERS}
-    return parse_config(yaml.safe_dump(document, allow_unicode=True), "test.yaml")
+from .stores import HIROSHI, KENJI, NOW, SAKURA, SUBSCRIBERS, binding, make_config
 
 
 def changed(index: int, **fields: Any) -> list[dict[str, Any]]:
@@ -77,51 +34,8 @@ def changed(index: int, **fields: Any) -> list[dict[str, Any]]:
     return edited
 
 
-def binding(aor: str, contact: str, expires_at: float = NOW + 3600, **fields: Any) -> BindingRow:
-    values: dict[str, Any] = {
-        "call_id": f"call-{contact}",
-        "cseq": 7,
-        "q": 0.5,
-        "source": "udp:192.0.2.10:5062",
-        "user_agent": "Linphone/5.2",
-    }
-    values.update(fields)
-    return BindingRow(aor=aor, contact=contact, expires_at=expires_at, **values)
-
-
-# "sqlite": binding writes by the SqliteBindingJournal; "sqlite-sqlalchemy": by SQLAlchemy,
-# the path PostgreSQL takes, so that it is tested without a PostgreSQL server too.
-BACKENDS = ["sqlite", "sqlite-sqlalchemy", *(["postgresql"] if POSTGRES_URL else [])]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def store_url(backend: str, tmp_path: Path) -> str:
-    if backend.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tmp_path}/var/softswitch.db"
-    assert POSTGRES_URL is not None
-    engine = create_async_engine(POSTGRES_URL)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-    await engine.dispose()
-    return POSTGRES_URL
-
-
-@pytest.fixture
-async def store(store_url: str, backend: str) -> AsyncIterator[Store]:
-    opened = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def provisioned(store: Store) -> Store:
-    await store.provision(make_config())
-    return store
+def upsert(*rows: BindingRow) -> BindingChange:
+    return BindingChange(upsert=rows)
 
 
 async def table_rows(store: Store, table: Any) -> list[tuple[Any, ...]]:
@@ -163,8 +77,10 @@ async def test_new_subscribers_get_default_state_and_their_pin(provisioned: Stor
         "options": {"nuisance_blocking": True},
         "registrations": [],
         "blocklist": [],
-        "voicemail": {"enabled": True, "ring_time": 15},
-        "forwarding": {"active": False, "destination": None, "mode": "no_answer"},
+        "last_caller": None,
+        "voicemail": {"enabled": True, "ring_time": 15, "greeting": False, "new": 0, "saved": 0,
+                      "messages": []},
+        "forwarding": {"enabled": False, "destination": None, "mode": "no_answer"},
         "remote_control": {"enabled": False},
         "pin": {"locked": False, "failures": 0, "pending_change": False, "pending_apply_at": None},
     }
@@ -184,7 +100,7 @@ async def test_reprovisioning_updates_the_email_and_keeps_service_state(provisio
             .where(voicemail_settings.c.number == SAKURA)
             .values(enabled=False, ring_time=30)
         )
-    await store.write_bindings({SAKURA: [binding(SAKURA, "sip:sakura@192.0.2.10:5062")]})
+    await store.write_bindings({SAKURA: upsert(binding(SAKURA, "sip:sakura@192.0.2.10:5062"))})
 
     summary = await store.provision(
         make_config(changed(0, email="sakura.new@example.jp", network_pin="5555"))
@@ -197,7 +113,7 @@ async def test_reprovisioning_updates_the_email_and_keeps_service_state(provisio
     state = await store.subscriber_state(SAKURA, now_epoch=NOW)
     assert state is not None
     assert state["blocklist"] == ["0312345678"]
-    assert state["voicemail"] == {"enabled": False, "ring_time": 30}
+    assert (state["voicemail"]["enabled"], state["voicemail"]["ring_time"]) == (False, 30)
     assert [row["contact"] for row in state["registrations"]] == ["sip:sakura@192.0.2.10:5062"]
 
 
@@ -274,29 +190,65 @@ async def test_bindings_round_trip(provisioned: Store) -> None:
         binding(SAKURA, "sip:sakura@192.0.2.10:5062;transport=udp", q=None),
         binding(SAKURA, "sip:sakura@[2001:db8::1]:5060", NOW + 60.25, cseq=2**31 - 1, q=1.0),
     ]
-    await provisioned.write_bindings({SAKURA: sakura})
-    assert await provisioned.load_bindings(NOW) == {
-        SAKURA: sorted(sakura, key=lambda row: row.contact)
-    }
+    stored = await provisioned.write_bindings({SAKURA: upsert(*sakura)})
+    expected = {SAKURA: sorted(sakura, key=lambda row: row.contact)}
+    assert stored.by_aor == expected  # read back in the write's own transaction
+    assert (await provisioned.read_bindings()).by_aor == expected
 
 
-async def test_write_bindings_replaces_each_listed_aor_as_a_group(provisioned: Store) -> None:
+async def test_a_write_changes_only_the_contacts_it_names(provisioned: Store) -> None:
     store = provisioned
-    await store.write_bindings(
-        {
-            SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")],
-            KENJI: [binding(KENJI, "sip:k@192.0.2.3")],
-        }
-    )
-    await store.write_bindings({HIROSHI: [binding(HIROSHI, "sip:h@192.0.2.4")]})
-
+    await store.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")),
+        KENJI: upsert(binding(KENJI, "sip:k@192.0.2.3")),
+    })
     refreshed = binding(SAKURA, "sip:b@192.0.2.2", NOW + 900, cseq=8)
-    await store.write_bindings({SAKURA: [refreshed], KENJI: []})
+    added = binding(SAKURA, "sip:c@192.0.2.5")
+    stored = await store.write_bindings({SAKURA: upsert(refreshed, added)})
+    # sip:a, written by an earlier REGISTER (perhaps through another instance), stays
+    assert stored.by_aor == {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1"), refreshed, added]}
 
-    assert await store.load_bindings(NOW) == {
-        SAKURA: [refreshed],  # sip:a removed, sip:b replaced
-        HIROSHI: [binding(HIROSHI, "sip:h@192.0.2.4")],  # not in the batch: untouched
-    }
+    stored = await store.write_bindings({
+        SAKURA: BindingChange(remove=frozenset({"sip:a@192.0.2.1", "sip:never@192.0.2.9"})),
+        KENJI: BindingChange(remove_all=True),
+    })
+    assert stored.by_aor == {SAKURA: [refreshed, added]}  # Kenji has none left: absent
+    assert (await store.read_bindings()).by_aor == {SAKURA: [refreshed, added]}
+    assert (await store.read_bindings([KENJI, HIROSHI])).by_aor == {}
+
+
+async def test_two_stores_on_one_database_keep_each_others_contacts(store_url: str,
+                                                                     backend: str) -> None:
+    first = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
+    second = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
+    try:
+        await first.provision(make_config())
+        one, two = binding(SAKURA, "sip:one@192.0.2.1"), binding(SAKURA, "sip:two@192.0.2.2")
+        assert (await first.write_bindings({SAKURA: upsert(one)})).by_aor == {SAKURA: [one]}
+        stored = await second.write_bindings({SAKURA: upsert(two)})
+        assert stored.by_aor == {SAKURA: [one, two]}
+        assert (await first.read_bindings()).by_aor == {SAKURA: [one, two]}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_removal_then_an_upsert_of_one_contact_leaves_it_registered(
+        provisioned: Store) -> None:
+    again = binding(SAKURA, "sip:a@192.0.2.1", NOW + 60)
+    change = BindingChange(upsert=(again,), remove=frozenset({"sip:a@192.0.2.1"}))
+    assert (await provisioned.write_bindings({SAKURA: change})).by_aor == {SAKURA: [again]}
+
+
+def test_changes_merge_as_if_written_one_after_the_other() -> None:
+    a, b = binding(SAKURA, "sip:a@192.0.2.1"), binding(SAKURA, "sip:b@192.0.2.2")
+    a2 = binding(SAKURA, "sip:a@192.0.2.1", NOW + 5)
+    assert set(upsert(a, b).then(upsert(a2)).upsert) == {a2, b}
+    removed = upsert(a, b).then(BindingChange(remove=frozenset({a.contact})))
+    assert removed == BindingChange(upsert=(b,), remove=frozenset({a.contact}))
+    assert set(removed.then(upsert(a2)).upsert) == {b, a2}  # written after the removal
+    cleared = upsert(a).then(BindingChange(remove_all=True)).then(upsert(b))
+    assert cleared == BindingChange(upsert=(b,), remove_all=True)
 
 
 async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
@@ -306,40 +258,46 @@ async def test_a_large_batch_is_written_in_one_call(store: Store) -> None:
             insert(subscribers),
             [{"number": n, "sim": "voice", "line": "D", "provisioned_at": NOW} for n in numbers],
         )
-    await store.write_bindings({n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers})
-    await store.write_bindings({n: [] for n in numbers[:700]})
-    loaded = await store.load_bindings(NOW)
+    stored = await store.write_bindings(
+        {n: upsert(binding(n, f"sip:{n}@192.0.2.9")) for n in numbers})
+    assert stored.by_aor == {n: [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers}
+    await store.write_bindings({n: BindingChange(remove_all=True) for n in numbers[:700]})
+    loaded = (await store.read_bindings()).by_aor
     assert sorted(loaded) == numbers[700:]
     assert all(loaded[n] == [binding(n, f"sip:{n}@192.0.2.9")] for n in numbers[700:])
 
 
-async def test_expired_bindings_are_dropped_on_load(provisioned: Store) -> None:
+async def test_expired_rows_are_deleted_and_refreshed_ones_stay(provisioned: Store) -> None:
+    await provisioned.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:old@192.0.2.1", NOW - 1),
+                       binding(SAKURA, "sip:now@192.0.2.3", NOW),
+                       binding(SAKURA, "sip:refreshed@192.0.2.4", NOW - 1)),
+        KENJI: upsert(binding(KENJI, "sip:live@192.0.2.2", NOW + 1)),
+    })
     await provisioned.write_bindings(
-        {
-            SAKURA: [binding(SAKURA, "sip:old@192.0.2.1", NOW - 1)],
-            KENJI: [binding(KENJI, "sip:live@192.0.2.2", NOW + 1)],
-        }
-    )
-    assert list(await provisioned.load_bindings(NOW)) == [KENJI]
-    async with provisioned.engine.connect() as connection:
-        assert await connection.scalar(select(func.count()).select_from(registrations)) == 1
+        {SAKURA: upsert(binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60))})
+    assert await provisioned.delete_expired_bindings(NOW) == 2
+    assert (await provisioned.read_bindings()).by_aor == {
+        KENJI: [binding(KENJI, "sip:live@192.0.2.2", NOW + 1)],
+        SAKURA: [binding(SAKURA, "sip:refreshed@192.0.2.4", NOW + 60)],
+    }
 
 
 async def test_a_binding_under_another_aor_is_refused(provisioned: Store) -> None:
     with pytest.raises(ValueError, match="listed under AOR"):
-        await provisioned.write_bindings({SAKURA: [binding(KENJI, "sip:k@192.0.2.3")]})
+        await provisioned.write_bindings({SAKURA: upsert(binding(KENJI, "sip:k@192.0.2.3"))})
 
 
 async def test_bindings_survive_a_restart(store_url: str) -> None:
     first = await Store.open(store_url)
     await first.provision(make_config())
     rows = {KENJI: [binding(KENJI, "sip:k@192.0.2.3")]}
-    await first.write_bindings(rows)
+    await first.write_bindings({KENJI: upsert(*rows[KENJI])})
     await first.close()
 
     second = await Store.open(store_url)
     try:
-        assert await second.load_bindings(NOW) == rows
+        assert (await second.read_bindings()).by_aor == rows
     finally:
         await second.close()
 
@@ -350,14 +308,10 @@ async def test_bindings_survive_a_restart(store_url: str) -> None:
 async def test_subscriber_state_shows_live_registrations_without_secrets(
     provisioned: Store,
 ) -> None:
-    await provisioned.write_bindings(
-        {
-            SAKURA: [
-                binding(SAKURA, "sip:gone@192.0.2.1", NOW - 5),
-                binding(SAKURA, "sip:live@192.0.2.2", NOW + 120.4),
-            ]
-        }
-    )
+    await provisioned.write_bindings({
+        SAKURA: upsert(binding(SAKURA, "sip:gone@192.0.2.1", NOW - 5),
+                       binding(SAKURA, "sip:live@192.0.2.2", NOW + 120.4)),
+    })
     async with provisioned.engine.begin() as connection:
         await connection.execute(
             update(pins)
@@ -404,20 +358,21 @@ async def test_sqlite_runs_in_wal_mode_and_creates_its_directory(tmp_path: Path)
 
 async def test_bindings_need_a_known_subscriber(store: Store) -> None:
     with pytest.raises(Exception, match="(?i)foreign key"):
-        await store.write_bindings({SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]})
+        await store.write_bindings({SAKURA: upsert(binding(SAKURA, "sip:a@192.0.2.1"))})
 
 
 async def test_a_failed_batch_changes_nothing_and_the_next_one_is_written(
         provisioned: Store) -> None:
     before = {SAKURA: [binding(SAKURA, "sip:a@192.0.2.1")]}
-    await provisioned.write_bindings(before)
+    await provisioned.write_bindings({SAKURA: upsert(*before[SAKURA])})
     unknown = "09099999999"  # not provisioned: the foreign key fails the whole batch
     with pytest.raises(Exception, match="(?i)foreign key"):
         await provisioned.write_bindings({
-            SAKURA: [binding(SAKURA, "sip:b@192.0.2.2")],
-            unknown: [binding(unknown, "sip:x@192.0.2.3")],
+            SAKURA: BindingChange(upsert=(binding(SAKURA, "sip:b@192.0.2.2"),),
+                                  remove=frozenset({"sip:a@192.0.2.1"})),
+            unknown: upsert(binding(unknown, "sip:x@192.0.2.3")),
         })
-    assert await provisioned.load_bindings(NOW) == before  # Sakura's delete was rolled back
+    assert (await provisioned.read_bindings()).by_aor == before  # the removal was rolled back
     after = {KENJI: [binding(KENJI, "sip:k@192.0.2.4")]}
-    await provisioned.write_bindings(after)
-    assert await provisioned.load_bindings(NOW) == {**before, **after}
+    await provisioned.write_bindings({KENJI: upsert(*after[KENJI])})
+    assert (await provisioned.read_bindings()).by_aor == {**before, **after}

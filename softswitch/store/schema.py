@@ -4,9 +4,15 @@ Times are wall-clock epoch seconds (float), so several instances share one meani
 Each subscriber has exactly one row in each per-subscriber state table (pins,
 voicemail_settings, forwarding, remote_control), created at provisioning.
 Portable across SQLite and PostgreSQL: no dialect-specific types.
+
+Every write to a subscriber's state adds a row to `changes` in the same transaction: the
+change feed through which every instance keeps what it holds in memory current.
+New tables are added, never new columns to old ones: `create_all` brings an existing
+database up to date.
 """
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -114,7 +120,7 @@ blocklist = Table(
     UniqueConstraint("number", "blocked_number"),
 )
 
-# SIP registrations (bindings) per address-of-record; rewritten by the registrar.
+# SIP registrations (bindings) per address-of-record, one row per registered contact.
 registrations = Table(
     "registrations",
     metadata,
@@ -135,6 +141,81 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# The change feed: one row per subscriber whose state a transaction changed, written in that
+# transaction. seq never goes back (AUTOINCREMENT on SQLite; on PostgreSQL the writers
+# serialise on an advisory lock), so its order is commit order.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("number", String(32), nullable=False),  # the subscriber ('' for an instance's start)
+    Column("kind", String(16), nullable=False),  # what changed: bindings, blocklist, ...
+    Column("instance", String(64), nullable=False),  # the process that wrote it
+    Column("at", Double, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# A subscriber's recorded personal greeting (the default greeting when there is none).
+voicemail_greetings = Table(
+    "voicemail_greetings",
+    metadata,
+    _subscriber_key(),
+    Column("audio_file", Text, nullable=False),  # relative to services.voicemail.audio_dir
+    Column("recorded_at", Double, nullable=False),
+)
+
+voicemail_messages = Table(
+    "voicemail_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", NUMBER, ForeignKey("subscribers.number", ondelete="CASCADE"),
+           nullable=False, index=True),
+    # Caller numbers come from the call layer as it saw them: Text, so that no length can fail
+    # a message (or, below, a batch of last callers or call records) on PostgreSQL.
+    Column("caller", Text),  # null: the caller withheld the number
+    Column("received_at", Double, nullable=False),
+    Column("seconds", Double, nullable=False),
+    Column("new", Boolean, nullable=False, default=True),  # not yet heard
+    Column("audio_file", Text, nullable=False),  # relative to services.voicemail.audio_dir
+)
+
+# Each subscriber's last incoming caller (for "register the last caller" on the blocklist).
+last_callers = Table(
+    "last_callers",
+    metadata,
+    _subscriber_key(),
+    Column("caller", Text),  # null: withheld
+    Column("at", Double, nullable=False),
+)
+
+# One row per call attempt (calls.cdr_file has the same as JSON lines).
+call_records = Table(
+    "call_records",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("call_id", Text, nullable=False),
+    Column("caller", Text),  # null: withheld
+    Column("callee", Text, nullable=False),
+    Column("outcome", String(12), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("answered_at", Double),
+    Column("ended_at", Double, nullable=False),
+    Column("duration", Double, nullable=False),  # seconds answered
+    Column("detail", Text, nullable=False),
+)
+
+# Wrong PINs per calling source address across all subscribers, in fixed windows
+# (pin.throttle): one source cannot sweep many numbers.
+pin_source_failures = Table(
+    "pin_source_failures",
+    metadata,
+    Column("source", String(64), primary_key=True),  # the caller's host address
+    Column("failures", Integer, nullable=False),
+    Column("window_start", Double, nullable=False),
 )
 
 # Per-subscriber state tables that provisioning fills with a default row.

@@ -3,32 +3,67 @@
 Built from a URL: 'sqlite+aiosqlite:///var/softswitch.db' (a file; a relative path is
 relative to the working directory; its directory is created; WAL journal) or
 'postgresql+asyncpg://user:password@host/dbname' (state shared by several instances).
-Tables are created on open. Services build their own queries on `Store.engine` and the
-tables in softswitch.store.schema.
+Tables are created on open. The domain's repositories (softswitch.store.repositories) build
+their queries on `Store.engine` and the tables in softswitch.store.schema.
 
-One exception to "everything through SQLAlchemy": on a SQLite file, the registrar's binding
-writes (its group commits, the hot path under REGISTER load) go through `SqliteBindingJournal`,
-a plain sqlite3 connection on a thread of its own that runs a whole batch in one call. Through
-SQLAlchemy and aiosqlite the same batch costs four thread hops and ~1.3 ms of the event loop's
-CPU (statement compilation, greenlets); this way ~0.1 ms. PostgreSQL keeps the SQLAlchemy path.
+Two exceptions to "everything through SQLAlchemy", both for what runs at the call rate:
+- on a SQLite file, the registrar's binding writes (its group commits, the hot path under
+  REGISTER load) go through `SqliteBindingJournal` (softswitch.store.fast_sqlite), a plain
+  sqlite3 connection on a thread of its own that runs a whole batch in one call. Through
+  SQLAlchemy and aiosqlite the same batch costs four thread hops and ~1.3 ms of the event
+  loop's CPU (statement compilation, greenlets); this way ~0.1 ms. PostgreSQL keeps the
+  SQLAlchemy path.
+- `Store.reader` runs the change feed polls, directory snapshots and binding reloads on a
+  connection of its own: a sqlite3 thread, or one asyncpg connection for PostgreSQL.
+
+Bindings are written per contact (RFC 3261 §10.3 across instances): a write adds, refreshes
+or removes the contacts it names and leaves the AOR's other contacts, which another instance
+may have registered, as they are; it returns each touched AOR's bindings as stored after it.
+
+Every transaction that changes a subscriber's state records it in the change feed (the
+`changes` table, `Store.record_changes`) before it commits; see softswitch.services.directory.
+
+On SQLite, SQLAlchemy transactions begin with an explicit BEGIN (the driver's own would start
+only at the first write, leaving earlier reads outside the transaction); `Store.writing()`
+begins with BEGIN IMMEDIATE, so that a transaction that reads then writes holds the write lock
+from its start instead of failing to upgrade when another writer came first.
 """
 
 import asyncio
+import os
 import secrets
-import sqlite3
+import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from collections.abc import Collection, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import Connection, Insert, bindparam, event, func, select, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from softswitch.config import Config
+from softswitch.store.bindings import (
+    BINDING_FIELDS,
+    BindingChange,
+    BindingRow,
+    StoredBindings,
+    checked_changes,
+    rows_by_aor,
+)
+from softswitch.store.fast_postgres import PostgresReader
+from softswitch.store.fast_sqlite import (
+    MAX_KEYS_PER_IN,
+    SqliteBindingJournal,
+    SqliteReader,
+    chunks,
+    configure_sqlite_connection,
+)
 from softswitch.store.provisioning import (
     PROVISIONED_COLUMNS,
     UNIQUE_COLUMNS,
@@ -38,27 +73,27 @@ from softswitch.store.provisioning import (
 from softswitch.store.schema import (
     SUBSCRIBER_STATE_TABLES,
     blocklist,
+    changes,
     forwarding,
+    last_callers,
     metadata,
     pins,
     registrations,
     remote_control,
     settings,
     subscribers,
+    voicemail_greetings,
+    voicemail_messages,
     voicemail_settings,
 )
 
-SQLITE_BUSY_TIMEOUT_MS = 5000  # wait this long for another writer (another process) to finish
-SQLITE_PRAGMAS = (
-    "journal_mode=WAL",  # readers never wait for the writer
-    # FULL: a commit is on disk before the registrar answers 200, even across a power cut;
-    # group commit makes that one fsync per batch, not per REGISTER.
-    "synchronous=FULL",
-    f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-    "foreign_keys=ON",  # SQLite enforces them only when asked
-)
-MAX_KEYS_PER_IN = 500  # stays well under every backend's limit on bound parameters
-ROWS_PER_INSERT = 100  # 800 parameters: under SQLite's oldest limit of 999 a statement
+__all__ = ["BindingChange", "BindingRow", "Store", "StoredBindings", "SubscriberCredentials"]
+
+_WRITE_OPTION = "softswitch_write"  # execution option: this transaction writes
+# pg_advisory_xact_lock key: transactions that write the change feed take it last and hold it
+# to their commit, so on PostgreSQL too seq order is commit order (no reader ever sees seq 8
+# committed while seq 7 is still in flight and later appears behind its position).
+FEED_LOCK_KEY = 0x736F667473770001
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,48 +111,65 @@ class SubscriberCredentials:
     ha1_sha256: str = field(repr=False)
 
 
-@dataclass(slots=True, frozen=True)
-class BindingRow:
-    """One registered contact of an address-of-record (the subscriber number)."""
-
-    aor: str
-    contact: str
-    expires_at: float  # wall-clock epoch seconds
-    call_id: str
-    cseq: int
-    q: float | None
-    source: str  # 'udp:host:port' the REGISTER came from
-    user_agent: str
-
-
-_BINDING_FIELDS = tuple(spec.name for spec in fields(BindingRow))
-_binding_values = attrgetter(*_BINDING_FIELDS)  # a BindingRow as a tuple in column order
-
-
 class Store:
-    def __init__(self, engine: AsyncEngine, journal: "SqliteBindingJournal | None" = None) -> None:
+    def __init__(self, engine: AsyncEngine, instance: str,
+                 reader: SqliteReader | PostgresReader,
+                 journal: SqliteBindingJournal | None = None) -> None:
         self.engine = engine
+        self.instance = instance  # this process's name in the change feed
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._journal = journal
+        # Feed polls, directory snapshots and binding reloads, on a connection of their own.
+        self.reader = reader
 
     @classmethod
     async def open(cls, url: str, *, binding_journal: bool = True) -> "Store":
-        """Connect and create any missing tables. `binding_journal=False` sends binding writes
-        of a SQLite file through SQLAlchemy too (as for PostgreSQL; see the module doc)."""
+        """Connect and create any missing tables: a SQLite file or PostgreSQL.
+        `binding_journal=False` sends the binding writes of a SQLite file through SQLAlchemy
+        too (as for PostgreSQL; see the module doc)."""
+        if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("the store is a SQLite file or a PostgreSQL database")
+        path = _sqlite_file(url)
+        if make_url(url).get_backend_name() == "sqlite" and path is None:
+            raise ValueError("the SQLite store must be a file: other instances share it")
         engine = _create_engine(url)
         try:
-            async with engine.begin() as connection:
+            async with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
                 await connection.run_sync(metadata.create_all)
         except BaseException:
             await engine.dispose()
             raise
-        path = _sqlite_file(url)
-        journal = SqliteBindingJournal(path) if binding_journal and path is not None else None
-        return cls(engine, journal)
+        instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+        if path is None:
+            return cls(engine, instance, PostgresReader(url))
+        journal = SqliteBindingJournal(path, instance) if binding_journal else None
+        return cls(engine, instance, SqliteReader(path), journal)
 
     async def close(self) -> None:
         if self._journal is not None:
             await self._journal.close()
+        await self.reader.close()
         await self.engine.dispose()
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction that writes (on SQLite: holds the write lock from its start)."""
+        return self._write_engine.begin()
+
+    async def record_changes(self, connection: AsyncConnection, kind: str,
+                             numbers: Collection[str]) -> int:
+        """Add a change feed row of `kind` for each of `numbers` in the transaction of
+        `connection`; returns the feed position of the last. Call it after the transaction's
+        other writes (on PostgreSQL it takes the feed lock, held until the commit)."""
+        if not numbers:
+            return 0
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": FEED_LOCK_KEY})
+        now = time.time()
+        await connection.execute(changes.insert(), [
+            {"number": number, "kind": kind, "instance": self.instance, "at": now}
+            for number in numbers])
+        return int((await connection.execute(select(func.max(changes.c.seq)))).scalar_one())
 
     # -- provisioning ------------------------------------------------------------------------
 
@@ -138,7 +190,7 @@ class Store:
         plan = await asyncio.to_thread(
             plan_provisioning, config, stored, numbers_with_state, time.time()
         )
-        async with self.engine.begin() as connection:
+        async with self.writing() as connection:
             changed = plan.changed_subscribers
             if plan.changing_logins:  # free them first, so that two subscribers can swap emails
                 await connection.execute(
@@ -159,6 +211,8 @@ class Store:
             for table, rows in plan.state_rows.items():
                 if rows:
                     await connection.execute(table.insert(), rows)
+            await self.record_changes(connection, "subscriber",
+                                      plan.summary.added + plan.summary.updated)
         return plan.summary
 
     # -- registrar ---------------------------------------------------------------------------
@@ -181,41 +235,49 @@ class Store:
             for row in result
         }
 
-    async def write_bindings(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
-        """Replace the whole binding set of each AOR in `changes`, all in one transaction.
-
-        An empty sequence removes all of that AOR's bindings. Made for group commit: one
-        DELETE ... IN and one executemany INSERT for the whole batch.
-        """
+    async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
+        """Apply each AOR's change in one transaction (group commit), with a change feed row
+        per AOR, and return every touched AOR's bindings as stored after it, read back in the
+        same transaction (an AOR left without bindings is absent), at the transaction's feed
+        position. Expired rows are included: the reader filters by time."""
         if not changes:
-            return
-        aors = list(changes)
-        rows = _binding_rows(changes)
+            return StoredBindings(0, {})
+        batch = dict(changes)
         if self._journal is not None:
-            await self._journal.replace(aors, rows)
-            return
-        async with self.engine.begin() as connection:
-            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
+            return await self._journal.write(batch)
+        cleared, removals, rows = checked_changes(batch)
+        async with self.writing() as connection:
+            for chunk in chunks(cleared, MAX_KEYS_PER_IN):
                 await connection.execute(
-                    registrations.delete().where(registrations.c.aor.in_(chunk))
-                )
+                    registrations.delete().where(registrations.c.aor.in_(chunk)))
+            if removals:
+                await connection.execute(
+                    registrations.delete().where(
+                        registrations.c.aor == bindparam("removed_aor"),
+                        registrations.c.contact == bindparam("removed_contact")),
+                    [{"removed_aor": aor, "removed_contact": contact}
+                     for aor, contact in removals])
             if rows:
-                named = [dict(zip(_BINDING_FIELDS, row, strict=True)) for row in rows]
-                await connection.execute(registrations.insert(), named)
+                await connection.execute(
+                    _upsert_bindings(connection.dialect.name),
+                    [dict(zip(BINDING_FIELDS, row, strict=True)) for row in rows])
+            position = await self.record_changes(connection, "bindings", list(batch))
+            return StoredBindings(position, await _read_bindings(connection, list(batch)))
 
-    async def load_bindings(self, now_epoch: float) -> dict[str, list[BindingRow]]:
-        """All unexpired bindings by AOR; expired rows are deleted on the way."""
-        columns = [registrations.c[name] for name in _BINDING_FIELDS]
-        query = select(*columns).order_by(registrations.c.aor, registrations.c.contact)
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                registrations.delete().where(registrations.c.expires_at <= now_epoch)
-            )
-            result = await connection.execute(query)
-        bindings: dict[str, list[BindingRow]] = {}
-        for row in result:
-            bindings.setdefault(row.aor, []).append(BindingRow(*row))
-        return bindings
+    async def read_bindings(self, aors: Collection[str] | None = None) -> StoredBindings:
+        """The bindings of `aors` (None: every AOR) by AOR, expired ones included, and the feed
+        position they are at least as new as."""
+        return await self.reader.read_bindings(None if aors is None else list(aors))
+
+    async def delete_expired_bindings(self, now_epoch: float) -> int:
+        """Delete the rows that expired by `now_epoch`, whoever wrote them; how many went.
+        A binding refreshed meanwhile has a later expiry and stays."""
+        if self._journal is not None:
+            return await self._journal.delete_expired(now_epoch)
+        async with self.writing() as connection:
+            result = await connection.execute(
+                registrations.delete().where(registrations.c.expires_at <= now_epoch))
+        return int(result.rowcount)
 
     async def shared_secret(self, name: str) -> bytes:
         """A random secret kept in the store, made on first use; the same for every instance."""
@@ -234,7 +296,8 @@ class Store:
     ) -> dict[str, Any] | None:
         """JSON-able state of one subscriber for `softswitch show`; None if unknown.
 
-        Never includes the PIN, the passwords or their hashes.
+        Never includes the PIN, the passwords or their hashes. A data SIM has no voice
+        service enabled, whatever its state rows say.
         """
         now = time.time() if now_epoch is None else now_epoch
         async with self.engine.connect() as connection:
@@ -256,6 +319,14 @@ class Store:
                 .where(registrations.c.aor == number, registrations.c.expires_at > now)
                 .order_by(registrations.c.contact)
             )
+            m = voicemail_messages.c
+            messages = (await connection.execute(
+                select(m.caller, m.received_at, m.seconds, m.new)
+                .where(m.number == number).order_by(m.new.desc(), m.received_at, m.id))).all()
+            last = (await connection.execute(
+                select(last_callers.c.caller).where(last_callers.c.number == number))).first()
+        voice = subscriber.sim == "voice"
+        new = sum(1 for message in messages if message.new)
         return {
             "number": subscriber.number,
             "sim": subscriber.sim,
@@ -271,23 +342,41 @@ class Store:
                 for row in bindings
             ],
             "blocklist": list(blocked.scalars()),
+            # None: nobody has called; "withheld": the last caller withheld the number
+            "last_caller": None if last is None else (last.caller or "withheld"),
             "voicemail": {
-                "enabled": subscriber.voicemail_enabled,
+                "enabled": voice and bool(subscriber.voicemail_enabled),
                 "ring_time": subscriber.ring_time,
+                "greeting": subscriber.has_greeting,
+                "new": new,
+                "saved": len(messages) - new,
+                "messages": [
+                    {
+                        "caller": message.caller,  # None: withheld
+                        "time": _iso_time(message.received_at),
+                        "duration": round(message.seconds, 1),
+                        "new": bool(message.new),
+                    }
+                    for message in messages
+                ],
             },
             "forwarding": {
-                "active": subscriber.forwarding_active,
+                "enabled": voice and bool(subscriber.forwarding_active),
                 "destination": subscriber.destination,
                 "mode": subscriber.mode,
             },
-            "remote_control": {"enabled": subscriber.remote_control_enabled},
+            "remote_control": {"enabled": voice and bool(subscriber.remote_control_enabled)},
             "pin": {
-                "locked": subscriber.locked,
+                "locked": bool(subscriber.locked),
                 "failures": subscriber.failures,
                 "pending_change": subscriber.pending_pin_hash is not None,
                 "pending_apply_at": subscriber.pending_apply_at,
             },
         }
+
+
+def _iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -> Any:
@@ -304,6 +393,7 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
             forwarding.c.destination,
             forwarding.c.mode,
             remote_control.c.enabled.label("remote_control_enabled"),
+            voicemail_greetings.c.number.is_not(None).label("has_greeting"),
             pins.c.locked,
             pins.c.failures,
             pins.c.pending_pin_hash,
@@ -313,75 +403,31 @@ async def _one_subscriber_with_state(connection: AsyncConnection, number: str) -
         .outerjoin(voicemail_settings, voicemail_settings.c.number == subscribers.c.number)
         .outerjoin(forwarding, forwarding.c.number == subscribers.c.number)
         .outerjoin(remote_control, remote_control.c.number == subscribers.c.number)
+        .outerjoin(voicemail_greetings, voicemail_greetings.c.number == subscribers.c.number)
         .outerjoin(pins, pins.c.number == subscribers.c.number)
         .where(subscribers.c.number == number)
     )
     return (await connection.execute(query)).first()
 
 
-class SqliteBindingJournal:
-    """Binding writes to a SQLite file on a thread of their own: one call per batch.
-
-    The thread must win the GIL back after every SQLite statement, and under load the event
-    loop holds it for up to the switch interval (5 ms) each time; a batch written row by row
-    (executemany) waited for that once per row. So a batch is a few statements: one DELETE
-    and one multi-row INSERT per chunk of rows."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="binding-journal")
-        self._connection: sqlite3.Connection | None = None  # made on, and used by, the thread
-        self._insert_head = (
-            f"INSERT INTO {registrations.name} ({', '.join(_BINDING_FIELDS)}) VALUES ")
-        self._row = f"({', '.join('?' * len(_BINDING_FIELDS))})"
-
-    async def replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
-        """Replace the bindings of `aors` by `rows` in one transaction."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._replace, aors, rows)
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown()
-
-    def _replace(self, aors: list[str], rows: list[tuple[Any, ...]]) -> None:
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = sqlite3.connect(
-                self._path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            _configure_sqlite_connection(connection, None)
-        connection.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock
-        try:
-            for chunk in _chunks(aors, MAX_KEYS_PER_IN):
-                connection.execute(
-                    f"DELETE FROM {registrations.name} WHERE aor IN "
-                    f"({', '.join('?' * len(chunk))})", chunk)
-            for start in range(0, len(rows), ROWS_PER_INSERT):
-                chunk = rows[start : start + ROWS_PER_INSERT]
-                # the same text for every full chunk: sqlite3's statement cache keeps it parsed
-                statement = self._insert_head + ", ".join([self._row] * len(chunk))
-                connection.execute(statement, [value for row in chunk for value in row])
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _binding_rows(changes: Mapping[str, Sequence[BindingRow]]) -> list[tuple[Any, ...]]:
-    """The rows to write, as tuples in column order; a contact listed twice: the last counts."""
+async def _read_bindings(connection: AsyncConnection,
+                         aors: list[str]) -> dict[str, list[BindingRow]]:
+    query = select(*(registrations.c[name] for name in BINDING_FIELDS)).order_by(
+        registrations.c.aor, registrations.c.contact)
     rows: list[tuple[Any, ...]] = []
-    for aor, bindings in changes.items():
-        by_contact: dict[str, BindingRow] = {}
-        for binding in bindings:
-            if binding.aor != aor:
-                raise ValueError(f"binding for {binding.aor!r} listed under AOR {aor!r}")
-            by_contact[binding.contact] = binding
-        rows.extend(_binding_values(binding) for binding in by_contact.values())
-    return rows
+    for chunk in chunks(aors, MAX_KEYS_PER_IN):
+        result = await connection.execute(query.where(registrations.c.aor.in_(chunk)))
+        rows.extend(tuple(row) for row in result)
+    return rows_by_aor(rows)
+
+
+def _upsert_bindings(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (aor, contact) DO UPDATE: SQLite and PostgreSQL spell it alike."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite_dialect.insert
+    statement = insert(registrations)
+    return statement.on_conflict_do_update(
+        index_elements=[registrations.c.aor, registrations.c.contact],
+        set_={name: statement.excluded[name] for name in BINDING_FIELDS[2:]})
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -402,17 +448,16 @@ def _create_engine(url: str) -> AsyncEngine:
     if database is not None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed)
-    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    event.listen(engine.sync_engine, "connect", _connect_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite)
     return engine
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+def _connect_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
+    configure_sqlite_connection(dbapi_connection, connection_record)
+    dbapi_connection.isolation_level = None  # no implicit BEGIN: _begin_sqlite says when
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _begin_sqlite(connection: Connection) -> None:
+    writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

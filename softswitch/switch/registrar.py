@@ -3,6 +3,13 @@
 Bindings are served from memory and written to the store by group commit: REGISTERs that
 arrive within one commit window share one transaction, and each 200 OK is sent only after
 the commit that holds its binding, so a crash loses no binding that was acknowledged.
+
+Several instances may share one store: a REGISTER writes only the contacts it names, and the
+store returns the AOR's bindings as stored after the commit, other instances' contacts
+included; those are what memory then holds and what the 200 lists. Bindings other instances
+write reach memory through `reload`, which the subscriber directory calls from its change
+feed polls. Each AOR in memory remembers the feed position it is as of, so that an older read
+(a reload that raced a commit) never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from ..sip.events import Peer
 from ..sip.headers import MAX_EXPIRES, HeaderError, NameAddr, parse_int
 from ..sip.message import Request, Response, make_response
 from ..sip.uri import SipUri
-from ..store.store import BindingRow, Store, SubscriberCredentials
+from ..store.store import BindingChange, BindingRow, Store, StoredBindings, SubscriberCredentials
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +36,9 @@ MAX_CONTACTS_PER_AOR = 10
 STORE_WRITE_TIMEOUT = 5.0  # seconds; a hung database gets the REGISTERs a 500, not silence
 
 
-@dataclass(slots=True)
-class Binding:
-    contact: str  # the Contact URI as the phone wrote it
-    expires_at: float  # wall-clock epoch seconds
-    call_id: str
-    cseq: int
-    q: float | None
-    source: str  # "udp:127.0.0.1:5062" — where the phone's REGISTER came from (its NAT binding)
-    user_agent: str
-
-    def row(self, aor: str) -> BindingRow:
-        return BindingRow(aor, self.contact, self.expires_at, self.call_id, self.cseq, self.q,
-                          self.source, self.user_agent)
+# One registered contact: aor, contact, expires_at (epoch seconds), call_id, cseq, q, source
+# ("udp:127.0.0.1:5062", where the phone's REGISTER came from: its NAT binding), user_agent.
+Binding = BindingRow
 
 
 class RegistrationRejected(Exception):
@@ -53,7 +50,7 @@ class RegistrationRejected(Exception):
         self.headers = headers or []
 
 
-Committed = Callable[[Exception | None], None]  # told the outcome of a write
+Committed = Callable[[StoredBindings | Exception], None]  # told the outcome of a write
 
 
 @dataclass(slots=True)
@@ -63,22 +60,20 @@ class BindingWriter:
 
     store: Store
     window: float = 0.02  # 20 ms: big batches under load, unnoticed by a phone
-    _pending: dict[str, Sequence[BindingRow]] = field(default_factory=dict)
+    _pending: dict[str, BindingChange] = field(default_factory=dict)
     _callbacks: list[Committed] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
-    def submit(self, changes: Mapping[str, Sequence[BindingRow]], committed: Committed) -> None:
-        self._pending.update(changes)
+    def submit(self, changes: Mapping[str, BindingChange], committed: Committed) -> None:
+        """Queue `changes` for the next commit; `committed` is told the bindings stored after
+        it, or the error. No changes: told after the commit of what is already queued."""
+        pending = self._pending
+        for aor, change in changes.items():
+            earlier = pending.get(aor)
+            pending[aor] = change if earlier is None else earlier.then(change)
         self._callbacks.append(committed)
         if self._task is None:
             self._task = asyncio.create_task(self._flush())
-
-    async def write(self, changes: Mapping[str, Sequence[BindingRow]]) -> None:
-        done: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self.submit(changes, done.set_result)
-        error = await done
-        if error is not None:
-            raise error
 
     async def drain(self) -> None:
         """Wait until every submitted change is written (at shutdown)."""
@@ -91,10 +86,10 @@ class BindingWriter:
                 await asyncio.sleep(self.window)
                 batch, self._pending = self._pending, {}
                 callbacks, self._callbacks = self._callbacks, []
-                outcome: Exception | None = None
+                outcome: StoredBindings | Exception
                 try:
                     async with asyncio.timeout(STORE_WRITE_TIMEOUT):
-                        await self.store.write_bindings(batch)
+                        outcome = await self.store.write_bindings(batch)
                 except Exception as error:  # the store is down: no 200 for these REGISTERs
                     log.error("writing %d bindings failed: %s", len(batch), error)
                     outcome = error
@@ -119,17 +114,33 @@ class Registrar:
         self.writer = writer
         self.clock = clock
         self.bindings: dict[str, dict[str, Binding]] = {}  # committed to the store
+        self._positions: dict[str, int] = {}  # the feed position each AOR's bindings are as of
         self._proposed: dict[str, dict[str, Binding]] = {}  # written, not yet committed
         self._date_second = -1
         self._date_text = ""
 
-    def load(self, rows: Mapping[str, Sequence[BindingRow]]) -> None:
-        for aor, aor_rows in rows.items():
-            self.bindings[aor] = {
-                r.contact: Binding(r.contact, r.expires_at, r.call_id, r.cseq, r.q, r.source,
-                                   r.user_agent)
-                for r in aor_rows
-            }
+    def load(self, stored: StoredBindings) -> None:
+        """Hold the bindings read from the store (at start)."""
+        for aor, rows in stored.by_aor.items():
+            self._hold(aor, rows, stored.position)
+
+    async def reload(self, aors: frozenset[str] | None) -> None:
+        """Read the bindings of `aors` (None: of every AOR) from the store again, after other
+        instances changed them."""
+        stored = await self.writer.store.read_bindings(aors)
+        reread = set(self.bindings) | set(stored.by_aor) if aors is None else aors
+        for aor in reread:
+            self._hold(aor, stored.by_aor.get(aor, ()), stored.position)
+
+    def _hold(self, aor: str, rows: Sequence[BindingRow], position: int) -> None:
+        """Hold `rows` as the AOR's bindings unless memory has a newer read already."""
+        if position < self._positions.get(aor, 0):
+            return
+        self._positions[aor] = position
+        if rows:
+            self.bindings[aor] = {row.contact: row for row in rows}
+        else:
+            self.bindings.pop(aor, None)
 
     def contacts(self, aor: str) -> list[Binding]:
         """Live bindings of an AOR, best first (highest q, then most recent)."""
@@ -146,57 +157,49 @@ class Registrar:
         committed them; until then the new set is a proposal that the next REGISTER of the
         same AOR builds on. A failed write drops the proposal and answers 500."""
         try:
-            aor, updated = self._apply(request, peer)
+            aor, change, updated = self._apply(request, peer)
         except RegistrationRejected as rejected:
             respond(make_response(request, rejected.status, rejected.reason, to_tag=to_tag,
                                   headers=rejected.headers))
             return
 
-        def committed(error: Exception | None) -> None:
-            if updated is not None and self._proposed.get(aor) is updated:
+        def committed(outcome: StoredBindings | Exception) -> None:
+            if change is not None and self._proposed.get(aor) is updated:
                 del self._proposed[aor]
-            if error is not None:
+            if isinstance(outcome, Exception):
                 respond(make_response(request, 500, "Store unavailable", to_tag=to_tag,
                                       headers=[("retry-after", "5")]))
                 return
-            if updated is not None:
-                if updated:
-                    self.bindings[aor] = updated
-                else:
-                    self.bindings.pop(aor, None)
+            if change is not None:
+                self._hold(aor, outcome.by_aor.get(aor, ()), outcome.position)
             respond(self._ok(request, aor, to_tag))
 
-        if updated is None:
+        if change is None:
             if aor in self._proposed:
                 self.writer.submit({}, committed)  # answer once the pending change is in
             else:
                 respond(self._ok(request, aor, to_tag))
             return
         self._proposed[aor] = updated
-        self.writer.submit({aor: [b.row(aor) for b in updated.values()]}, committed)
+        self.writer.submit({aor: change}, committed)
 
     async def sweep(self) -> int:
-        """Remove expired bindings from memory and the store; returns how many went."""
+        """Delete expired bindings from the store (whichever instance wrote them) and from
+        memory; returns how many rows the store deleted."""
         now = self.clock()
-        changes: dict[str, list[BindingRow]] = {}
-        removed = 0
+        removed = await self.writer.store.delete_expired_bindings(now)
         for aor, bindings in list(self.bindings.items()):
-            expired = [c for c, b in bindings.items() if b.expires_at <= now]
-            if not expired or aor in self._proposed:  # a pending REGISTER decides that one
-                continue
-            for contact in expired:
+            for contact in [c for c, row in bindings.items() if row.expires_at <= now]:
                 del bindings[contact]
-            removed += len(expired)
-            changes[aor] = [b.row(aor) for b in bindings.values()]
             if not bindings:
                 del self.bindings[aor]
-        if changes:
-            await self.writer.write(changes)
         return removed
 
     # ---- the steps of RFC 3261 §10.3 -----------------------------------------------------------
-    def _apply(self, request: Request, peer: Peer) -> tuple[str, dict[str, Binding] | None]:
-        """Check a REGISTER and work out the AOR's new set of bindings (None: unchanged)."""
+    def _apply(self, request: Request, peer: Peer
+               ) -> tuple[str, BindingChange | None, dict[str, Binding]]:
+        """Check a REGISTER and work out the change to write (None: nothing to write) and the
+        AOR's bindings as they will be after it, as far as this instance knows."""
         to = request.to
         assert to is not None  # check_request guarantees To
         if not isinstance(to.uri, SipUri) or to.uri.user is None:
@@ -222,9 +225,11 @@ class Registrar:
                 raise RegistrationRejected(400, "Contact: * needs Expires: 0 and no other Contact")
             if any(b.call_id == call_id and b.cseq >= cseq for b in current.values()):
                 raise RegistrationRejected(500, "Out of order REGISTER")
-            return aor, ({} if current else None)
+            return aor, BindingChange(remove_all=True), {}
 
-        updated = dict(current)  # validated whole before it replaces the current set
+        updated = dict(current)  # validated whole before anything is written
+        upserts: dict[str, Binding] = {}
+        removals: set[str] = set()
         source = f"{peer.transport}:{_hostport(peer)}"
         user_agent = request.get("user-agent") or ""
         for contact in contacts:
@@ -238,12 +243,18 @@ class Registrar:
                 raise RegistrationRejected(500, "Out of order REGISTER")
             if expires == 0:
                 updated.pop(key, None)
+                upserts.pop(key, None)
+                removals.add(key)
             else:
-                updated[key] = Binding(key, now + min(expires, self.config.max_expires), call_id,
-                                       cseq, _q_of(contact), source, user_agent)
+                binding = Binding(aor, key, now + min(expires, self.config.max_expires), call_id,
+                                  cseq, _q_of(contact), source, user_agent)
+                updated[key] = upserts[key] = binding
+                removals.discard(key)
         if len(updated) > MAX_CONTACTS_PER_AOR:
             raise RegistrationRejected(403, "Too many registered contacts")
-        return aor, (updated if contacts else None)
+        if not contacts:
+            return aor, None, updated
+        return aor, BindingChange(tuple(upserts.values()), frozenset(removals)), updated
 
     def _authenticate(self, request: Request, aor: str,
                       subscriber: SubscriberCredentials | None) -> None:
