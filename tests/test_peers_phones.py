@@ -1,0 +1,162 @@
+"""The test phones themselves, phone to phone over loopback, with no server between them.
+
+The B2BUA tests put softswitch between these same phones; here each phone is checked against
+another real one, so that a failure there is the switch's, not the test peer's:
+- PJSUA2 (tests/peers/pjsua2_softphone.py, driven through tests/peers/softphone.py) calls,
+  rings, answers (at once, on command, or never), rejects (486), cancels, hangs up from either
+  side, holds and resumes (re-INVITE), keys RFC 2833 digits, and counts the RTP it sends and
+  receives and to whom: the other phone's address, nothing in between.
+- Linphone's console client (tests/peers/linphone.py) takes and makes calls with PJSUA2.
+- The SIPp scenarios of scripts/sipp/ for callee phones and callers (tests/peers/sipp.py)
+  against each other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .peers.softphone import Softphone, loudest_tone, packets
+
+needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
+                                  reason="pjsua2 not installed (PyPI package pjsua2-python)")
+needs_linphonec = pytest.mark.skipif(shutil.which("linphonec") is None,
+                                     reason="linphonec not installed (Debian package linphone-cli)")
+needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None,
+                                reason="sipp not installed (Debian package sip-tester)")
+
+PACKETS = 25  # half a second of 20 ms packets: media flows, it is not a one-off
+
+
+@pytest.fixture
+def phones(tmp_path: Path) -> Iterator[Callable[..., Softphone]]:
+    """Make PJSUA2 phones; each is quit at the end and must have exited cleanly."""
+    made: list[Softphone] = []
+
+    def make(name: str, user: str, **options: object) -> Softphone:
+        phone = Softphone(tmp_path, name, user, **options)  # type: ignore[arg-type]
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.quit()  # all at once: each takes a second to tear down
+    codes = {phone.name: phone.close() for phone in made}
+    assert all(code == 0 for code in codes.values()), f"a phone did not exit cleanly: {codes}"
+
+
+def answered_call(caller: Softphone, callee: Softphone) -> tuple[int, int]:
+    """`caller` dials `callee` directly; both see the call confirmed with media. The call
+    numbers in the caller's and the callee's reports."""
+    outgoing = caller.call(callee.uri)
+    incoming = int(str(callee.expect("incoming")["call"]))
+    caller.expect("state", call=outgoing, state="CONFIRMED")
+    callee.expect("state", call=incoming, state="CONFIRMED")
+    return outgoing, incoming
+
+
+# ---- PJSUA2 ---------------------------------------------------------------------------------
+@needs_pjsua2
+@pytest.mark.parametrize("hangs_up", ["caller", "callee"])
+def test_pjsua2_phones_call_each_other_and_media_flows_phone_to_phone(
+        phones: Callable[..., Softphone], hangs_up: str) -> None:
+    alice = phones("alice", "09011110001", display="Yamada Taro", tone=440)
+    bob = phones("bob", "09011110002", display="Suzuki Hanako", tone=1000, record=True)
+
+    outgoing = alice.call(bob.uri)
+    incoming = bob.expect("incoming")
+    assert (incoming["from_user"], incoming["display"]) == ("09011110001", "Yamada Taro")
+    assert incoming["request_uri"] == bob.uri
+    assert str(incoming["invite"]).startswith(f"INVITE {bob.uri} SIP/2.0\r\n")
+    callee_call = int(str(incoming["call"]))
+    alice.expect("state", call=outgoing, state="EARLY", code=180)  # it rang first
+    alice.expect("state", call=outgoing, state="CONFIRMED", code=200)
+    bob.expect("state", call=callee_call, state="CONFIRMED")
+
+    # Each phone sends to the other's RTP address: media flows phone to phone.
+    alice_media = alice.expect("media", call=outgoing, status="active")
+    bob_media = bob.expect("media", call=callee_call, status="active")
+    assert alice_media["remote_rtp"] == bob_media["local_rtp"]
+    assert bob_media["remote_rtp"] == alice_media["local_rtp"]
+    assert alice_media["codec"] == bob_media["codec"] == "PCMU"
+    alice.wait_for_packets(outgoing, rx=PACKETS, tx=PACKETS)
+    bob.wait_for_packets(callee_call, rx=PACKETS, tx=PACKETS)
+
+    (alice if hangs_up == "caller" else bob).send("hangup")
+    alice_end = alice.expect("disconnected", call=outgoing)
+    bob_end = bob.expect("disconnected", call=callee_call)
+    assert alice_end["code"] == bob_end["code"] == 200
+    for end, media in ((alice_end, alice_media), (bob_end, bob_media)):
+        assert packets(end, "rx") >= PACKETS and packets(end, "tx") >= PACKETS
+        assert end["remote_rtp"] == media["remote_rtp"]
+    assert loudest_tone(Path(str(bob_end["recording"])), (440, 1000)) == 440  # alice's voice
+
+
+@needs_pjsua2
+def test_pjsua2_hold_and_resume_by_reinvite_and_rfc2833_digits(
+        phones: Callable[..., Softphone]) -> None:
+    alice = phones("alice", "09011110001")
+    bob = phones("bob", "09011110002")
+    outgoing, incoming = answered_call(alice, bob)
+    bob.wait_for_packets(incoming, rx=PACKETS, tx=PACKETS)
+
+    alice.send(f"dtmf 12#9 {outgoing}")
+    alice.expect("dtmf_sent", call=outgoing, digits="12#9")
+    heard = [str(bob.expect("dtmf", call=incoming)["digit"]) for _ in range(4)]
+    assert heard == ["1", "2", "#", "9"]
+
+    alice.send(f"hold {outgoing}")
+    alice.expect("media", call=outgoing, status="local_hold", dir="sendonly")
+    bob.expect("media", call=incoming, status="remote_hold", dir="recvonly")
+    on_hold = bob.stats(incoming)
+    alice.wait_for_packets(outgoing, tx=packets(alice.stats(outgoing), "tx") + PACKETS)
+    still = bob.stats(incoming)  # alice sent PACKETS more meanwhile; bob sent nothing
+    assert packets(still, "tx") == packets(on_hold, "tx")
+    assert packets(still, "rx") > packets(on_hold, "rx")
+
+    alice.send(f"resume {outgoing}")
+    alice.expect("media", call=outgoing, status="active", dir="sendrecv")
+    bob.expect("media", call=incoming, status="active", dir="sendrecv")
+    bob.wait_for_packets(incoming, tx=packets(still, "tx") + PACKETS)
+
+    bob.send(f"hangup {incoming}")
+    assert alice.expect("disconnected", call=outgoing)["code"] == 200
+    bob.expect("disconnected", call=incoming)
+
+
+@needs_pjsua2
+def test_pjsua2_busy_phone_rejects_with_486(phones: Callable[..., Softphone]) -> None:
+    alice = phones("alice", "09011110001")
+    bob = phones("bob", "09011110002", incoming=486)
+    outgoing = alice.call(bob.uri)
+    incoming = int(str(bob.expect("incoming")["call"]))
+    ended = alice.expect("disconnected", call=outgoing)
+    assert ended["code"] == 486 and ended["rx_packets"] == 0, ended
+    assert bob.expect("disconnected", call=incoming)["code"] == 486
+
+
+@needs_pjsua2
+def test_pjsua2_rings_until_cancelled_or_answered_on_command(
+        phones: Callable[..., Softphone]) -> None:
+    alice = phones("alice", "09011110001")
+    bob = phones("bob", "09011110002", incoming=180)  # rings; answers only when told
+
+    first = alice.call(bob.uri)
+    ringing = int(str(bob.expect("incoming")["call"]))
+    alice.expect("state", call=first, state="EARLY", code=180)
+    alice.send(f"hangup {first}")  # CANCEL
+    assert alice.expect("disconnected", call=first)["code"] == 487
+    assert bob.expect("disconnected", call=ringing)["code"] == 487
+
+    second = alice.call(bob.uri)
+    ringing = int(str(bob.expect("incoming")["call"]))
+    alice.expect("state", call=second, state="EARLY", code=180)
+    bob.send(f"answer 200 {ringing}")
+    alice.expect("state", call=second, state="CONFIRMED")
+    alice.wait_for_packets(second, rx=PACKETS, tx=PACKETS)
+    alice.send(f"hangup {second}")
+    assert bob.expect("disconnected", call=ringing)["code"] == 200
