@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from .peers.linphone import LinphoneConsole, write_linphonerc
 from .peers.softphone import Softphone, loudest_tone, packets
 
 needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
@@ -160,3 +161,84 @@ def test_pjsua2_rings_until_cancelled_or_answered_on_command(
     alice.wait_for_packets(second, rx=PACKETS, tx=PACKETS)
     alice.send(f"hangup {second}")
     assert bob.expect("disconnected", call=ringing)["code"] == 200
+
+
+# ---- Linphone's console client --------------------------------------------------------------
+@pytest.fixture
+def linphone_home(tmp_path: Path) -> Path:
+    home = tmp_path / "linphone-home"
+    home.mkdir()
+    return home
+
+
+@needs_linphonec
+@needs_pjsua2
+def test_linphonec_answers_a_pjsua2_call_and_audio_flows_phone_to_phone(
+        phones: Callable[..., Softphone], linphone_home: Path) -> None:
+    config = write_linphonerc(linphone_home, None, "09011110002", display="Suzuki Hanako",
+                              tone=800)
+    linphone = LinphoneConsole(config, auto_answer=True, record=linphone_home / "heard.wav")
+    try:
+        alice = phones("alice", "09011110001", display="Yamada Taro", tone=440)
+        outgoing = alice.call(config.uri)
+        call, caller = linphone.incoming()
+        assert caller == '"Yamada Taro" <sip:09011110001@127.0.0.1>'
+        linphone.wait_for(rf"Call {call} with .* connected\.")
+        alice.expect("state", call=outgoing, state="CONFIRMED")
+        alice_media = alice.expect("media", call=outgoing, status="active")
+        alice.wait_for_packets(outgoing, rx=PACKETS, tx=PACKETS)
+        assert linphone.call_states() == {call: "StreamsRunning"}
+        running = linphone.wait_for_audio()
+        assert running.remote_rtp == alice_media["local_rtp"]  # phone to phone
+
+        alice.send(f"dtmf 1# {outgoing}")
+        linphone.wait_for(r"Receiving tone 1 from")
+        linphone.wait_for(r"Receiving tone # from")
+        alice.send(f"hangup {outgoing}")
+        linphone.wait_for(rf"Call {call} with .* ended")
+        ended = alice.expect("disconnected", call=outgoing)
+        assert packets(ended, "rx") >= PACKETS, ended  # linphonec's tone reached alice
+        stopped = linphone.media()
+        assert stopped.sent >= PACKETS and stopped.received >= PACKETS, stopped
+        assert linphone.call_states() == {}
+    finally:
+        linphone.close()
+    assert loudest_tone(linphone_home / "heard.wav", (440, 800)) == 440  # alice's tone
+
+
+@needs_linphonec
+@needs_pjsua2
+def test_linphonec_calls_a_busy_then_an_answering_pjsua2_phone_and_answers_on_command(
+        phones: Callable[..., Softphone], linphone_home: Path) -> None:
+    config = write_linphonerc(linphone_home, None, "09011110002", display="Suzuki Hanako")
+    linphone = LinphoneConsole(config)  # answers only when told
+    try:
+        alice = phones("alice", "09011110001", incoming=180)
+
+        busy = linphone.call(alice.uri)
+        incoming = alice.expect("incoming")
+        assert (incoming["from_user"], incoming["display"]) == ("09011110002", "Suzuki Hanako")
+        linphone.wait_for(rf"Call {busy} to .* ringing\.")
+        alice.send(f"answer 486 {incoming['call']}")
+        linphone.wait_for(rf"Call {busy} with .* error\.")
+        assert linphone.last_final_status() == 486
+
+        answered = linphone.call(alice.uri)
+        incoming = alice.expect("incoming")
+        alice.send(f"answer 200 {incoming['call']}")
+        linphone.wait_for(rf"Call {answered} with .* connected\.")
+        alice.wait_for_packets(int(str(incoming["call"])), rx=PACKETS, tx=PACKETS)
+        linphone.terminate(answered)
+        assert alice.expect("disconnected", call=incoming["call"])["code"] == 200
+
+        outgoing = alice.call(config.uri)
+        ringing, _ = linphone.incoming()
+        alice.expect("state", call=outgoing, state="EARLY", code=180)
+        assert linphone.call_states() == {ringing: "IncomingReceived"}
+        linphone.answer(ringing)
+        alice.expect("state", call=outgoing, state="CONFIRMED")
+        alice.wait_for_packets(outgoing, rx=PACKETS, tx=PACKETS)
+        alice.send(f"hangup {outgoing}")
+        linphone.wait_for(rf"Call {ringing} with .* ended")
+    finally:
+        linphone.close()
