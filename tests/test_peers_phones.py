@@ -14,13 +14,17 @@ another real one, so that a failure there is the switch's, not the test peer's:
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
+import struct
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from .peers.linphone import LinphoneConsole, write_linphonerc
+from .peers.sipp import SippCall, SippPhone, run_caller, write_callers_csv
 from .peers.softphone import Softphone, loudest_tone, packets
 
 needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
@@ -242,3 +246,132 @@ def test_linphonec_calls_a_busy_then_an_answering_pjsua2_phone_and_answers_on_co
         linphone.wait_for(rf"Call {ringing} with .* ended")
     finally:
         linphone.close()
+
+
+# ---- SIPp: the callee phone and the callers of scripts/sipp/ --------------------------------
+CALLER = ("09011110001", "pw-one")
+
+
+@pytest.fixture
+def silent_pcap(tmp_path: Path) -> Path:
+    """A pcap with no packets: uac_auth_call.xml plays it, so the SIPp caller sends no RTP."""
+    path = tmp_path / "silent.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    return path
+
+
+@needs_sipp
+@pytest.mark.parametrize("mode", ["answer", "hangup"])
+def test_sipp_caller_and_sipp_phone_make_a_call_and_either_hangs_up(
+        tmp_path: Path, silent_pcap: Path, mode: str) -> None:
+    phone = SippPhone(tmp_path, mode, talk_ms=300, calls=1)
+    try:
+        callers = write_callers_csv(tmp_path / "callers.csv", [CALLER], "softswitch.test")
+        call = run_caller("uac_auth_call.xml", phone.port, "09011110002", callers, tmp_path,
+                          {"pcap": str(silent_pcap)}, duration_ms=2000 if mode == "hangup"
+                          else 300)
+        assert call.returncode == 0, call.failure("the call failed")
+        assert "ANSWERED=200 CSEQ=1" in call.log  # no challenge: straight to the phone
+        ended_by = "server" if mode == "hangup" else "caller"
+        assert f"ENDED_BY={ended_by}" in call.log, call.failure("ended the wrong way")
+        [invite] = phone.invites()
+        assert f"RURI=sip:09011110002@127.0.0.1:{phone.port} " in invite
+        assert "FROM=<sip:09011110001@softswitch.test>;tag=" in invite
+        phone.wait_for("BYE_SENT" if mode == "hangup" else "BYE_RECEIVED")
+        assert len(call.response_times_ms) == 1  # rtd 1: INVITE to the 180
+    finally:
+        code = phone.stop()
+    assert code == 0, phone.log_lines()
+
+
+@needs_sipp
+@pytest.mark.parametrize(("status", "sdp"), [(486, "offer"), (603, "none"), (480, "none")])
+def test_sipp_refused_caller_logs_the_status_of_a_refusing_sipp_phone(
+        tmp_path: Path, status: int, sdp: str) -> None:
+    phone = SippPhone(tmp_path, str(status), calls=1)
+    try:
+        callers = write_callers_csv(tmp_path / "callers.csv", [CALLER], "softswitch.test")
+        call = run_caller("uac_auth_rejected.xml", phone.port, "09011110002", callers,
+                          tmp_path, {"sdp": sdp})
+        assert call.returncode == 0, call.failure("not counted as refused")
+        assert call.finals() == [status]
+        assert "EARLY=183" not in call.log
+        phone.wait_for(f"REJECTED={status}")
+        [invite] = [message for message in call.messages.split("\n----") if
+                    "message sent" in message and "\nINVITE sip:" in message]
+        assert ("m=audio " in invite) == (sdp == "offer"), invite
+    finally:
+        code = phone.stop()
+    assert code == 0, phone.log_lines()
+
+
+@needs_sipp
+def test_sipp_answered_caller_is_counted_as_failed_by_the_refused_scenario(
+        tmp_path: Path) -> None:
+    """uac_auth_rejected.xml must fail when the call is answered: the check can fail."""
+    phone = SippPhone(tmp_path, "answer", calls=1)
+    try:
+        callers = write_callers_csv(tmp_path / "callers.csv", [CALLER], "softswitch.test")
+        call = run_caller("uac_auth_rejected.xml", phone.port, "09011110002", callers,
+                          tmp_path, {"sdp": "offer"})
+        assert call.returncode != 0 and call.finals() == [200], call.failure("not failed")
+        phone.wait_for("BYE_RECEIVED")  # and it hung up the answered call
+    finally:
+        phone.stop()
+
+
+@needs_sipp
+@needs_pjsua2
+def test_sipp_refused_caller_hears_early_media_then_603(
+        tmp_path: Path, phones: Callable[..., Softphone]) -> None:
+    """PJSUA2 plays the switch's part for a blocked caller that offered SDP: 183 with SDP and
+    RTP (a tone for the announcement), then 603."""
+    switch = phones("switch", "announcer", incoming=183)
+    callers = write_callers_csv(tmp_path / "callers.csv", [CALLER], "softswitch.test")
+    outcome: list[SippCall] = []
+    caller = threading.Thread(target=lambda: outcome.append(run_caller(
+        "uac_auth_rejected.xml", switch.sip_port, "09011110002", callers, tmp_path,
+        {"sdp": "offer"})))
+    caller.start()
+    try:
+        call = int(str(switch.expect("incoming")["call"]))
+        switch.wait_for_packets(call, tx=PACKETS)  # the announcement, as early media
+        switch.send(f"answer 603 {call}")
+        assert switch.expect("disconnected", call=call)["code"] == 603
+    finally:
+        caller.join(timeout=30)
+    [sipp] = outcome
+    assert sipp.returncode == 0, sipp.failure("not counted as refused")
+    assert sipp.finals() == [603]
+    early = re.search(r"^EARLY=183 CALL=\S+ MS=(\d+)$", sipp.log, re.MULTILINE)
+    final = re.search(r"^FINAL=603 CSEQ=1 CALL=\S+ MS=(\d+)$", sipp.log, re.MULTILINE)
+    assert early and final, sipp.failure("no EARLY/FINAL lines")
+    # the 603 came only after PACKETS packets of 20 ms: the caller heard the early media
+    assert int(final.group(1)) - int(early.group(1)) >= (PACKETS - 2) * 20
+
+
+@needs_sipp
+@needs_pjsua2
+def test_sipp_phone_takes_a_reinvite_and_rings_until_cancelled(
+        tmp_path: Path, phones: Callable[..., Softphone]) -> None:
+    alice = phones("alice", "09011110001")
+    answering = SippPhone(tmp_path, "answer", name="answering", calls=1)
+    ringing = SippPhone(tmp_path, "ring", name="ringing", calls=1)
+    try:
+        call = alice.call(answering.uri)
+        alice.expect("state", call=call, state="CONFIRMED")
+        alice.send(f"hold {call}")
+        alice.expect("media", call=call, status="local_hold")
+        answering.wait_for("REINVITE_RECEIVED")
+        alice.send(f"hangup {call}")
+        assert alice.expect("disconnected", call=call)["code"] == 200
+        answering.wait_for("BYE_RECEIVED")
+
+        call = alice.call(ringing.uri)
+        alice.expect("state", call=call, state="EARLY", code=180)
+        alice.send(f"hangup {call}")
+        assert alice.expect("disconnected", call=call)["code"] == 487
+        ringing.wait_for("CANCEL_RECEIVED")
+    finally:
+        codes = (answering.stop(), ringing.stop())
+    assert codes == (0, 0), (answering.log_lines(), ringing.log_lines())
