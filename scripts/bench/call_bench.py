@@ -341,7 +341,8 @@ class Outcome:
     seconds: float
     response_ms: list[float]
     server_cpu: float
-    sipp_cpu: float
+    sipp_cpu: float  # the callers' SIPp
+    phone_cpu: float  # the callee phone's SIPp
     phone_invites: int
     early_ms: list[float]  # blocked-sdp: 183 to 603, per call
     rtp_packets: int | None
@@ -370,7 +371,8 @@ class Outcome:
                  f"{max(r, default=float('nan')):.1f} ms; server CPU {self.server_cpu:.2f} s = "
                  f"{self.cpu_ms_per_call:.3f} ms per call "
                  f"({100 * self.server_cpu / self.seconds:.0f}% of one core); "
-                 f"SIPp CPU {100 * self.sipp_cpu / self.seconds:.0f}%; "
+                 f"SIPp CPU: callers {100 * self.sipp_cpu / self.seconds:.0f}%, phone "
+                 f"{100 * self.phone_cpu / self.seconds:.0f}%; "
                  f"INVITEs at the callee's phone: {self.phone_invites}")
         if self.early_ms:
             e = self.early_ms
@@ -430,6 +432,7 @@ def drive(args: argparse.Namespace, server: Server, work: Path, users: list[tupl
         pids = server.pids()
         before = cpu_seconds(pids)
         machine_before = process_ticks()
+        phone_before = cpu_seconds([phone.pid])
         start = time.monotonic()
         with open(work / f"sipp-{name}.stderr", "wb") as stderr:
             sipp = subprocess.Popen(command, cwd=work, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -439,6 +442,7 @@ def drive(args: argparse.Namespace, server: Server, work: Path, users: list[tupl
             time.sleep(0.2)
         seconds = time.monotonic() - start
         server_cpu = cpu_seconds(pids) - before
+        phone_cpu = cpu_seconds([phone.pid]) - phone_before
         ours = {os.getpid(), sipp.pid, phone.pid, *pids}
         if counter is not None:
             ours.add(counter.pid)
@@ -477,7 +481,8 @@ def drive(args: argparse.Namespace, server: Server, work: Path, users: list[tupl
     invites = sum(1 for line in phone_log.read_text(errors="replace").splitlines()
                   if line.startswith("INVITE_RECEIVED ")) if phone_log.exists() else 0
     return Outcome(name, completed + sipp_failed, ok, sipp_failed, dict(finals), seconds,
-                   response_ms, server_cpu, sipp_cpu, invites, early_ms, rtp_packets, others)
+                   response_ms, server_cpu, sipp_cpu, phone_cpu, invites, early_ms, rtp_packets,
+                   others)
 
 
 def announcement_seconds() -> float | None:
@@ -545,7 +550,9 @@ def main() -> int:
             stop(server.process)
         if name in outcomes:
             print(outcomes[name].report(), flush=True)
-    if len(outcomes) == 2:
+    if len(outcomes) == 2 and not all(outcome.ok for outcome in outcomes.values()):
+        print("no ratio: a server handled no call as the case wants")
+    elif len(outcomes) == 2:
         ours, theirs = outcomes["softswitch"], outcomes["kamailio"]
         print(f"ratio softswitch/kamailio: rate {ours.rate / theirs.rate:.2f}, CPU per call "
               f"{ours.cpu_ms_per_call / theirs.cpu_ms_per_call:.1f}x")

@@ -21,17 +21,21 @@ SCRIPT = Path(__file__).with_name("pjsua2_softphone.py")
 
 
 class Softphone:
-    """One PJSUA2 phone in a child process. Without `server` it registers nowhere and is
-    called by `uri`; with it, it registers `user` (digest) there unless `register=False`."""
+    """One PJSUA2 phone in a child process. Without `server` (HOST:PORT) it registers nowhere
+    and is called by `uri`; with it, it registers `user` (digest, realm `domain`) there unless
+    `register=False`, and answers a 407 to its INVITEs with the same credentials. SIP on
+    `sip_port` and RTP from `rtp_port` (0: any free port)."""
 
     def __init__(self, directory: Path, name: str, user: str, *, server: str = "",
                  password: str = "", domain: str = "", display: str = "",
                  incoming: int = 200, tone: int = 440, register: bool = True,
-                 record: bool = False, extra: tuple[str, ...] = ()) -> None:
+                 record: bool = False, sip_port: int = 0, rtp_port: int = 0,
+                 rtp_ports: int = 40, extra: tuple[str, ...] = ()) -> None:
         self.name = name
         args: list[str | Path] = [sys.executable, SCRIPT, "--log", directory / f"{name}.log",
                                   "--user", user, "--incoming", str(incoming),
-                                  "--tone", str(tone)]
+                                  "--tone", str(tone), "--sip-port", str(sip_port),
+                                  "--rtp-port", str(rtp_port), "--rtp-ports", str(rtp_ports)]
         if display:
             args += ["--display", display]
         if server:
