@@ -392,8 +392,11 @@ def rtp_counter(media_port: int) -> subprocess.Popen[str] | None:
     only, written nowhere: it prints its counts when it stops)."""
     if shutil.which("tcpdump") is None:
         return None
-    return subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "16384", "-w",
-                             "/dev/null", f"udp and dst port {media_port}"],
+    # --immediate-mode: without it, packets still in libpcap's buffer at SIGINT are counted
+    # as "received by filter" (twice on lo) but not "captured"
+    return subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "16384",
+                             "--immediate-mode", "-w", "/dev/null",
+                             f"udp and dst port {media_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
