@@ -98,9 +98,8 @@ def parse_name_addr(value: str) -> tuple[str, str, str]:
 
 
 class Phone:
-    """Every call of this phone by its number; pjsua2 objects are created and dropped in the
-    main loop or in callbacks that pjsua2 documents as safe for it, never destroyed inside
-    one of their own callbacks."""
+    """The phone's calls, each known by a number of its own (pjsua reuses its call ids). A
+    call that ended is forgotten in the main loop, never inside one of its own callbacks."""
 
     def __init__(self, endpoint: pj.Endpoint, args: argparse.Namespace) -> None:
         self.endpoint = endpoint
