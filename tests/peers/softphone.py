@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import wave
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .child import ChildProcess
@@ -125,13 +125,19 @@ def packets(report: dict[str, object], direction: str) -> int:
     return int(str(report[f"{direction}_packets"]))
 
 
-def loudest_tone(recording: Path, candidates: Iterable[int]) -> int:
-    """Which of the `candidates` (Hz) is loudest in a phone's recording (8 kHz 16-bit mono
-    WAV), by the Goertzel filter: what a phone "said" with --tone is what the other heard."""
-    with wave.open(str(recording)) as wav:
+def wav_samples(path: Path) -> array.array[int]:
+    """The samples of an 8 kHz 16-bit mono PCM WAV file (a phone's recording)."""
+    with wave.open(str(path)) as wav:
         samples = array.array("h", wav.readframes(wav.getnframes()))
     if sys.byteorder == "big":
         samples.byteswap()
+    return samples
+
+
+def loudest_tone(samples: Sequence[int], candidates: Iterable[int]) -> int:
+    """Which of the `candidates` (Hz) is loudest in 8 kHz audio, by the Goertzel filter: what
+    a phone "said" with --tone is what the other heard (or a voicemail stored, once decoded
+    from G.711 with softswitch.media.g711)."""
 
     def power(frequency: int) -> float:
         coefficient = 2 * math.cos(2 * math.pi * frequency / 8000)
