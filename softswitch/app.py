@@ -15,6 +15,7 @@ from .net.transports import MAX_TCP_CONNECTIONS, SipStack
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
 from .store.store import Store
+from .switch.auth import SipAuthenticator
 from .switch.calls import CallHandler, build_call_handler
 from .switch.core import SwitchCore
 from .switch.registrar import BindingWriter, Registrar
@@ -54,17 +55,25 @@ async def start(config: Config) -> Server:
     summary = await store.provision(config)
     log.info("provisioned subscribers: %s", summary)
     sip = config.sip
-    authenticator = DigestAuthenticator(
+    # The nonce secret is shared by every instance on this store (a nonce from another one is
+    # recognised, and answered stale); the instance id in each nonce is this process's own.
+    digest = DigestAuthenticator(
         realm=sip.domain, secret=sip.auth.secret or await store.shared_secret("digest-nonce"),
         nonce_lifetime=sip.auth.nonce_lifetime, algorithms=tuple(sip.auth.algorithms))
     # Only the subscribers of this config may register: one taken out of the YAML stays in
     # the store (with its history) but loses its SIP access.
     configured = {subscriber.number for subscriber in config.subscribers}
-    credentials = {number: c for number, c in (await store.load_credentials()).items()
-                   if number in configured}
+    credentials = {username: c for username, c in (await store.load_credentials()).items()
+                   if c.number in configured}
+    authenticator = SipAuthenticator(digest=digest, credentials=credentials,
+                                     security=config.security, trusted_peers=sip.trusted_peers)
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
-                          credentials=credentials, writer=BindingWriter(store))
-    registrar.load(await store.load_bindings(registrar.clock()))
+                          writer=BindingWriter(store))
+    bindings = await store.load_bindings(registrar.clock())
+    registrar.load(bindings)
+    for aor, rows in bindings.items():
+        for row in rows:
+            authenticator.remember(aor, row.source)
 
     endpoint = SipEndpoint(max_message_size=sip.max_message_size, server_name=sip.user_agent)
     stack = SipStack(endpoint)
@@ -80,6 +89,7 @@ async def start(config: Config) -> Server:
         await store.close()
         raise
     calls.listening(stack.bound)
+    authenticator.listening(address for _, address in stack.bound)
     endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
     sweeper = asyncio.create_task(_sweep(registrar, interval))

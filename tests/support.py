@@ -52,12 +52,13 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def write_config(directory: Path, port: int, **sip_overrides: object) -> Path:
+def write_config(directory: Path, port: int, store_url: str | None = None,
+                 **sip_overrides: object) -> Path:
     sip: dict[str, object] = {"listen": [f"127.0.0.1:{port}"], "domain": DOMAIN}
     sip.update(sip_overrides)
     config = {
         "sip": sip,
-        "store": {"url": f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
+        "store": {"url": store_url or f"sqlite+aiosqlite:///{directory / 'softswitch.db'}"},
         "subscribers": SUBSCRIBERS,
         "log_level": "debug",
     }
@@ -81,9 +82,11 @@ class ServerProcess:
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
     open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
+    store_url: str | None = None  # another instance's store; default: a file in `directory`
 
     def start(self) -> ServerProcess:
-        self.config = write_config(self.directory, self.port, **self.sip_overrides)
+        self.config = write_config(self.directory, self.port, self.store_url,
+                                   **self.sip_overrides)
         self.log = open(self.directory / "server.log", "a")  # noqa: SIM115 - closed in stop()
         stdout_path = self.directory / "stdout.log"
         stdout = open(stdout_path, "w")  # noqa: SIM115 - the child owns it
