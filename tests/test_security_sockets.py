@@ -20,7 +20,7 @@ from softswitch.sip.message import Response
 from softswitch.sip.parser import check_response, parse_datagram
 
 from .peers.child import ChildProcess
-from .support import DOMAIN, ServerProcess
+from .support import DOMAIN, ServerProcess, free_port
 
 FAIL2BAN_FILTER = Path(__file__).parents[1] / "config" / "fail2ban" / "filter.d" / "softswitch.conf"
 PEERS = Path(__file__).parent / "peers"
@@ -28,6 +28,9 @@ ONE, ONE_PASSWORD = "09011110001", "pw-one"
 
 needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
                                   reason="pjsua2 not installed (PyPI package pjsua2-python)")
+SVCRACK = Path(sys.executable).with_name("sipvicious_svcrack")
+needs_svcrack = pytest.mark.skipif(not SVCRACK.exists(),
+                                   reason="sipvicious not installed (PyPI package sipvicious)")
 needs_fail2ban = pytest.mark.skipif(shutil.which("fail2ban-regex") is None,
                                     reason="fail2ban-regex not installed (Debian package fail2ban)")
 
@@ -224,6 +227,33 @@ def test_a_password_guesser_is_banned_while_another_source_registers(
     addresses = found.stdout.split()
     assert set(addresses) == {"127.0.0.1"}
     assert len(addresses) == 11  # the failures that proved their source
+
+
+@needs_svcrack
+def test_svcrack_is_banned_before_it_reaches_the_password(server: ServerProcess,
+                                                          tmp_path: Path) -> None:
+    """SIPVicious's password cracker, with the password 20th in its dictionary: without a
+    limit it finds it in a fraction of a second."""
+    guesses = [f"guess{index:02d}" for index in range(40)]
+    guesses[19] = ONE_PASSWORD
+    dictionary = tmp_path / "passwords.txt"
+    dictionary.write_text("\n".join(guesses) + "\n")
+    cracker = subprocess.Popen(
+        [SVCRACK, "-u", ONE, "-d", dictionary, "-b", "127.0.0.1", "-P", str(free_port()),
+         f"udp://127.0.0.1:{server.port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:  # refused without a challenge, it asks for one again and again: it never ends
+        said, _ = cracker.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        cracker.kill()
+        said, _ = cracker.communicate()
+    assert ONE_PASSWORD not in said
+    lines = security_lines(server)
+    assert sum(line.endswith("reason=wrong-password") for line in lines) == 11
+    assert sum("WARNING softswitch.security: source-banned source=udp:127.0.0.1:" in line
+               for line in lines) == 1
+    assert sum(line.endswith("reason=source-banned") for line in lines) > 10
+    assert contacts(server) == set()
 
 
 def test_an_account_under_attack_still_registers_from_its_owners_address(
