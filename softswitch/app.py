@@ -21,6 +21,7 @@ from .sip.endpoint import SipEndpoint
 from .store.repositories import sql_repositories
 from .store.store import Store
 from .switch.admission import CallAdmission
+from .switch.auth import SipAuthenticator
 from .switch.calls import CallRouter
 from .switch.core import SwitchCore
 from .switch.ivr_calls import Flow, IvrCalls
@@ -87,22 +88,30 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
     summary = await store.provision(config)
     log.info("provisioned subscribers: %s", summary)
     sip = config.sip
-    authenticator = DigestAuthenticator(
+    # The nonce secret is shared by every instance on this store (a nonce from another one is
+    # recognised, and answered stale); the instance id in each nonce is this process's own.
+    digest = DigestAuthenticator(
         realm=sip.domain, secret=sip.auth.secret or await store.shared_secret("digest-nonce"),
         nonce_lifetime=sip.auth.nonce_lifetime, algorithms=tuple(sip.auth.algorithms))
     # Only the subscribers of this config may register: one taken out of the YAML stays in
     # the store (with its history) but loses its SIP access.
     configured = {subscriber.number for subscriber in config.subscribers}
-    credentials = {number: c for number, c in (await store.load_credentials()).items()
-                   if number in configured}
+    credentials = {username: c for username, c in (await store.load_credentials()).items()
+                   if c.number in configured}
+    authenticator = SipAuthenticator(digest=digest, credentials=credentials,
+                                     security=config.security, trusted_peers=sip.trusted_peers)
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
-                          credentials=credentials, writer=BindingWriter(store))
+                          writer=BindingWriter(store))
     # Views and bindings are read after the directory's feed position: nothing falls between.
     services = build_services(config, sql_repositories(store))
     services.directory.on_bindings(registrar.reload)
     await services.start()
     await store.delete_expired_bindings(registrar.clock())
-    registrar.load(await store.read_bindings())
+    bindings = await store.read_bindings()
+    registrar.load(bindings)
+    for aor, rows in bindings.by_aor.items():  # phones registered before keep their access
+        for row in rows:
+            authenticator.remember(aor, row.source)
 
     owners = Owners()
     calls = _ivr_calls(config, stack, owners)
@@ -113,6 +122,7 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
                       owners=owners, invites=router)
     stack.handler = core.handle
     calls.listening(stack.bound)
+    authenticator.listening(address for _, address in stack.bound)
     stack.endpoint.sent_by = str(stack.bound[0][1])  # our Via: the address really bound
     interval = min(MAX_SWEEP_INTERVAL, max(1.0, sip.registrar.min_expires / 2))
     sweeper = asyncio.create_task(_sweep(registrar, services, interval))

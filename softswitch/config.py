@@ -84,8 +84,9 @@ class DigestAuthConfig:
     # MD5 alone by default: SIPp and many phones read only the first challenge and compute
     # only MD5, and some refuse a whole 401 that names an algorithm they do not know.
     algorithms: tuple[DigestAlgorithm, ...] = ("MD5",)  # offered in this order
-    # Signs the stateless nonces. Give every instance behind a load balancer the same one, so
-    # that a nonce issued by one is accepted by another; None: random for each process.
+    # Signs the stateless nonces; None: a random one kept in the store, shared by every
+    # instance on it. A nonce is accepted only by the instance that issued it, in the same run
+    # (another's is answered stale), so that no nonce count can be replayed.
     secret: bytes | None = field(default=None, repr=False)
 
 

@@ -29,7 +29,7 @@ def corpus() -> list[dict[str, str]]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """softswitch on the test config as shipped (SHA-256 offered first, prompts in Japanese,
+    """softswitch on the test config as shipped (MD5 digest alone, prompts in Japanese,
     debug log), on free ports with its own SQLite file. Modules may override it."""
     process = ServerProcess(tmp_path).start()
     yield process

@@ -90,6 +90,7 @@ class ServerProcess:
     process: subprocess.Popen[str] | None = None
     config: Path | None = None
     open_files: tuple[int, int] | None = None  # (soft, hard) RLIMIT_NOFILE for the child
+    store_url: str | None = None  # another instance's store; default: a file in `directory`
 
     def start(self) -> ServerProcess:
         self.config = write_config(self.directory, self.port, self.store_url,

@@ -34,8 +34,13 @@ def stored_ha1s(password: str = PASSWORD, realm: str = REALM) -> dict[str, str]:
     return {alg: ha1(alg, USER, realm, password) for alg in ("MD5", "SHA-256")}
 
 
-def make_authenticator(algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> DigestAuthenticator:
-    return DigestAuthenticator(REALM, b"0123456789abcdef0123456789abcdef", LIFETIME, algorithms)
+SECRET = b"0123456789abcdef0123456789abcdef"
+INSTANCE = b"instance"
+
+
+def make_authenticator(algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+                       instance: bytes = INSTANCE) -> DigestAuthenticator:
+    return DigestAuthenticator(REALM, SECRET, LIFETIME, algorithms, instance)
 
 
 def challenge_for(auth: DigestAuthenticator, now: float, algorithm: str) -> DigestParams:
@@ -234,9 +239,9 @@ def test_replayed_nc_failed_and_higher_nc_ok() -> None:
     challenge = challenge_for(auth, 100.0, "MD5")
     ha1s = stored_ha1s()
     assert auth.verify(credentials(challenge, nc=1), "REGISTER", ha1s, 101.0) is AuthResult.OK
-    assert auth.verify(credentials(challenge, nc=1), "REGISTER", ha1s, 102.0) is AuthResult.FAILED
+    assert auth.verify(credentials(challenge, nc=1), "REGISTER", ha1s, 102.0) is AuthResult.REPLAYED
     assert auth.verify(credentials(challenge, nc=3), "REGISTER", ha1s, 103.0) is AuthResult.OK
-    assert auth.verify(credentials(challenge, nc=2), "REGISTER", ha1s, 104.0) is AuthResult.FAILED
+    assert auth.verify(credentials(challenge, nc=2), "REGISTER", ha1s, 104.0) is AuthResult.REPLAYED
     assert auth.verify(credentials(challenge, nc=4), "REGISTER", ha1s, 105.0) is AuthResult.OK
 
 
@@ -267,8 +272,8 @@ def test_nonce_valid_until_lifetime_and_replay_kept_across_rotation() -> None:
     # Other traffic moves the clock past one rotation; the early nonce still has time left.
     other = challenge_for(auth, 290.0, "MD5")
     assert auth.verify(credentials(other, nc=1), "REGISTER", ha1s, 302.0) is AuthResult.OK
-    assert auth.verify(credentials(early, nc=1), "REGISTER", ha1s, LIFETIME) is AuthResult.FAILED
-    assert auth.verify(credentials(other, nc=1), "REGISTER", ha1s, 303.0) is AuthResult.FAILED
+    assert auth.verify(credentials(early, nc=1), "REGISTER", ha1s, LIFETIME) is AuthResult.REPLAYED
+    assert auth.verify(credentials(other, nc=1), "REGISTER", ha1s, 303.0) is AuthResult.REPLAYED
     assert auth.verify(credentials(other, nc=2), "REGISTER", ha1s, 589.0) is AuthResult.OK
 
 
@@ -279,15 +284,16 @@ def test_forged_nonce_failed() -> None:
     raw = bytearray(base64.urlsafe_b64decode(real.nonce))
     raw[0] ^= 0x01  # move the issue time: the HMAC no longer matches
     tampered = base64.urlsafe_b64encode(bytes(raw)).decode()
-    for nonce in (tampered, "dcd98b7102dd2f0e8b11d0f600bfb0c093", "", "!" * 48):
+    for nonce in (tampered, "dcd98b7102dd2f0e8b11d0f600bfb0c093", "", "!" * 60):
         forged = credentials(dataclasses.replace(real, nonce=nonce))
-        assert auth.verify(forged, "REGISTER", stored_ha1s(), 101.0) is AuthResult.FAILED
+        assert auth.verify(forged, "REGISTER", stored_ha1s(), 101.0) is AuthResult.BAD_NONCE
 
 
 def test_nonce_from_another_secret_failed() -> None:
     other = DigestAuthenticator(REALM, b"another secret", LIFETIME)
     creds = credentials(challenge_for(other, 100.0, "MD5"))
-    assert make_authenticator().verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.FAILED
+    result = make_authenticator().verify(creds, "REGISTER", stored_ha1s(), 101.0)
+    assert result is AuthResult.BAD_NONCE
 
 
 def test_realm_mismatch_failed() -> None:
@@ -295,21 +301,21 @@ def test_realm_mismatch_failed() -> None:
     challenge = dataclasses.replace(challenge_for(auth, 100.0, "MD5"), realm="evil.test")
     creds = credentials(challenge)
     ha1s = stored_ha1s(realm="evil.test")
-    assert auth.verify(creds, "REGISTER", ha1s, 101.0) is AuthResult.FAILED
+    assert auth.verify(creds, "REGISTER", ha1s, 101.0) is AuthResult.MALFORMED
 
 
 @pytest.mark.parametrize("algorithm", ["MD5-sess", "SHA-256-sess", "SHA-512-256", "rot13"])
 def test_refused_algorithms_failed(algorithm: str) -> None:
     auth = make_authenticator()
     creds = dataclasses.replace(credentials(challenge_for(auth, 100.0, "MD5")), algorithm=algorithm)
-    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.FAILED
+    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.MALFORMED
 
 
 def test_algorithm_not_configured_failed() -> None:
     md5_only = make_authenticator(algorithms=("MD5",))
     sha = dataclasses.replace(challenge_for(md5_only, 100.0, "MD5"), algorithm="SHA-256")
     creds = credentials(sha)
-    assert md5_only.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.FAILED
+    assert md5_only.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.MALFORMED
 
 
 def test_missing_ha1_for_algorithm_failed() -> None:
@@ -321,23 +327,24 @@ def test_missing_ha1_for_algorithm_failed() -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "result"),
     [
-        {"qop": "auth-int"},
-        {"nc": None},
-        {"cnonce": None},
-        {"nc": "1"},
-        {"nc": "0000000g"},
-        {"response": None},
-        {"uri": None},
-        {"nonce": None},
-        {"response": "ü" * 64},
+        ({"qop": "auth-int"}, AuthResult.MALFORMED),
+        ({"nc": None}, AuthResult.MALFORMED),
+        ({"cnonce": None}, AuthResult.MALFORMED),
+        ({"nc": "1"}, AuthResult.MALFORMED),
+        ({"nc": "0000000g"}, AuthResult.MALFORMED),
+        ({"nc": "00000000"}, AuthResult.MALFORMED),
+        ({"response": None}, AuthResult.MALFORMED),
+        ({"uri": None}, AuthResult.MALFORMED),
+        ({"nonce": None}, AuthResult.BAD_NONCE),
+        ({"response": "ü" * 64}, AuthResult.MALFORMED),
     ],
 )
-def test_incomplete_or_bad_credentials_failed(change: dict[str, Any]) -> None:
+def test_incomplete_or_bad_credentials_refused(change: dict[str, Any], result: AuthResult) -> None:
     auth = make_authenticator()
     creds = dataclasses.replace(credentials(challenge_for(auth, 100.0, "SHA-256")), **change)
-    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.FAILED
+    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0) is result
 
 
 def test_uppercase_response_hex_accepted() -> None:
@@ -403,3 +410,58 @@ def test_replay_memory_is_pruned() -> None:
     assert auth.verify(creds, "REGISTER", ha1s, late) is AuthResult.OK
     # White-box: the replay memory holds only the latest nonce.
     assert len(auth._current_nc) + len(auth._previous_nc) == 1
+
+
+# --- nonces bound to this process's instance and to the client's address ----------------------
+
+
+def test_a_nonce_of_another_instance_or_an_earlier_start_is_stale() -> None:
+    """The same secret (shared through the store), another instance id: a replay of a request
+    that got 200 there, or before a restart, is only ever challenged again here."""
+    earlier = make_authenticator(instance=b"earlier1")
+    now = make_authenticator(instance=b"now-here")
+    challenge = challenge_for(earlier, 100.0, "MD5")
+    creds = credentials(challenge)
+    assert earlier.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.OK
+    assert now.verify(creds, "REGISTER", stored_ha1s(), 102.0) is AuthResult.STALE
+    assert now.verify(credentials(challenge, nc=2), "REGISTER", stored_ha1s(), 102.0) \
+        is AuthResult.STALE
+    wrong = credentials(challenge, nc=3, password="guess")
+    assert now.verify(wrong, "REGISTER", stored_ha1s(), 102.0) is AuthResult.FAILED
+    # The nonce it gives out instead is good.
+    fresh = credentials(challenge_for(now, 103.0, "MD5"))
+    assert now.verify(fresh, "REGISTER", stored_ha1s(), 103.0) is AuthResult.OK
+
+
+def test_a_random_instance_id_per_authenticator() -> None:
+    first = DigestAuthenticator(REALM, SECRET, LIFETIME)
+    second = DigestAuthenticator(REALM, SECRET, LIFETIME)
+    creds = credentials(challenge_for(first, 100.0, "MD5"))
+    assert second.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.STALE
+    assert first.verify(creds, "REGISTER", stored_ha1s(), 101.0) is AuthResult.OK
+
+
+def test_the_instance_id_is_signed() -> None:
+    auth = make_authenticator()
+    real = challenge_for(make_authenticator(instance=b"another!"), 100.0, "MD5")
+    assert real.nonce is not None
+    raw = bytearray(base64.urlsafe_b64decode(real.nonce))
+    raw[8:16] = INSTANCE  # pretend the nonce is ours
+    forged = dataclasses.replace(real, nonce=base64.urlsafe_b64encode(bytes(raw)).decode())
+    assert auth.verify(credentials(forged), "REGISTER", stored_ha1s(), 101.0) \
+        is AuthResult.BAD_NONCE
+
+
+def test_a_nonce_verifies_only_from_the_address_it_was_issued_to() -> None:
+    auth = make_authenticator()
+    params = parse_digest(auth.challenge(100.0, bound_to="192.0.2.7")[0])
+    assert params is not None
+    creds = credentials(params)
+    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0, "198.51.100.9") \
+        is AuthResult.BAD_NONCE
+    assert auth.verify(creds, "REGISTER", stored_ha1s(), 101.0, "192.0.2.7") is AuthResult.OK
+
+
+def test_instance_id_must_be_eight_bytes() -> None:
+    with pytest.raises(ValueError, match="8 bytes"):
+        DigestAuthenticator(REALM, SECRET, LIFETIME, ("MD5",), b"short")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from softswitch.config import RegistrarConfig
+from softswitch.config import RegistrarConfig, SecurityConfig
 from softswitch.services.directory import SubscriberDirectory
 from softswitch.services.feed import Change, DirectorySnapshot, FeedPoll
 from softswitch.services.model import CalleeView, ForwardingSettings, Line, VoicemailSettings
@@ -19,6 +19,7 @@ from softswitch.sip.digest import DigestAuthenticator
 from softswitch.store.directory import SqlChangeFeed
 from softswitch.store.schema import blocklist, changes, voicemail_settings
 from softswitch.store.store import BindingChange, Store
+from softswitch.switch.auth import SipAuthenticator
 from softswitch.switch.registrar import BindingWriter, Registrar
 
 from .stores import HIROSHI, KENJI, NOW, POSTGRES_URL, SAKURA, binding, empty_postgres
@@ -338,8 +339,10 @@ async def test_a_binding_registered_on_another_instance_is_routable_after_sync(
     directory = SubscriberDirectory(SqlChangeFeed(here), idle_interval=60)
     registrar = Registrar(
         config=RegistrarConfig(), domain="softswitch.test",
-        authenticator=DigestAuthenticator("softswitch.test", b"k" * 32, 300, ("MD5",)),
-        credentials={}, writer=BindingWriter(here))
+        authenticator=SipAuthenticator(
+            digest=DigestAuthenticator("softswitch.test", b"k" * 32, 300, ("MD5",)),
+            credentials={}, security=SecurityConfig()),
+        writer=BindingWriter(here))
     directory.on_bindings(registrar.reload)
     try:
         await directory.start()

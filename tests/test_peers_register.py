@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +33,6 @@ needs_linphonec = pytest.mark.skipif(shutil.which("linphonec") is None,
                                      reason="linphonec not installed (Debian package linphone-cli)")
 
 
-@pytest.fixture
-def md5_first_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """SIPp 3.6.1 answers only the first WWW-Authenticate and knows only MD5."""
-    process = ServerProcess(tmp_path, sip_overrides={"auth": {"algorithms": ["MD5", "SHA-256"]}})
-    process.start()
-    yield process
-    process.stop()
-
-
 def registrations(server: ServerProcess, number: str) -> list[dict[str, object]]:
     found = server.show(number)["registrations"]
     assert isinstance(found, list)
@@ -52,28 +42,28 @@ def registrations(server: ServerProcess, number: str) -> list[dict[str, object]]
 # ---- SIPp ----------------------------------------------------------------------------------
 @needs_sipp
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_sipp_registers_through_the_digest_challenge(md5_first_server: ServerProcess,
+def test_sipp_registers_through_the_digest_challenge(server: ServerProcess,
                                                      tmp_path: Path, transport: str) -> None:
     users = write_users_csv(tmp_path / "users.csv", [("09011110001", "pw-one")], DOMAIN)
     local_port = free_port()
-    run = run_sipp("register_auth.xml", md5_first_server.port, local_port, users, tmp_path,
+    run = run_sipp("register_auth.xml", server.port, local_port, users, tmp_path,
                    transport)
     assert run.returncode == 0, f"{run.errors}\n{run.stdout[-2000:]}"
     assert "401 Unauthorized" in run.messages and "Authorization: Digest" in run.messages
-    [binding] = registrations(md5_first_server, "09011110001")
+    [binding] = registrations(server, "09011110001")
     assert binding["contact"] == f"sip:09011110001@127.0.0.1:{local_port}"
     assert str(binding["source"]).startswith(f"{transport}:127.0.0.1:")
     assert 290 <= int(binding["expires_in"]) <= 300
 
 
 @needs_sipp
-def test_sipp_with_a_wrong_password_is_refused(md5_first_server: ServerProcess,
+def test_sipp_with_a_wrong_password_is_refused(server: ServerProcess,
                                                tmp_path: Path) -> None:
     users = write_users_csv(tmp_path / "users.csv", [("09011110001", "not-pw-one")], DOMAIN)
-    run = run_sipp("register_auth.xml", md5_first_server.port, free_port(), users, tmp_path)
+    run = run_sipp("register_auth.xml", server.port, free_port(), users, tmp_path)
     assert run.returncode != 0, run.stdout[-2000:]
     assert "403 Forbidden" in run.errors  # refused at once, not challenged again
-    assert registrations(md5_first_server, "09011110001") == []
+    assert registrations(server, "09011110001") == []
 
 
 # ---- PJSUA2 ---------------------------------------------------------------------------------
@@ -106,6 +96,33 @@ def test_pjsua2_account_registers_and_unregisters(server: ServerProcess, tmp_pat
     finally:
         code = phone.finish(timeout=10)
     assert code == 0, phone.failure("did not exit cleanly")
+
+
+@needs_pjsua2
+def test_pjsua2_answers_sha256_when_it_is_offered_first(tmp_path: Path) -> None:
+    """SHA-256 stays available as an option: PJSUA2 (pjproject 2.15) takes the first
+    challenge whose algorithm it knows, so [SHA-256, MD5] gets a SHA-256 answer."""
+    server = ServerProcess(tmp_path, sip_overrides={"auth": {"algorithms": ["SHA-256", "MD5"]}})
+    server.start()
+    log = tmp_path / "pjsua2.log"
+    phone = ChildProcess(
+        [sys.executable, PEERS / "pjsua2_phone.py", "--registrar",
+         f"sip:127.0.0.1:{server.port}", "--user", "09011110002", "--password", "pw-two",
+         "--realm", DOMAIN, "--log", log],
+        name="pjsua2", stderr_path=tmp_path / "pjsua2.stderr")
+    try:
+        registered = phone.expect_event("reg_state", timeout=15)
+        assert registered["code"] == 200, phone.failure(f"registration: {registered}")
+        [binding] = registrations(server, "09011110002")
+        phone.send("quit")
+        phone.expect_event("stopped", timeout=10)
+    finally:
+        phone.finish(timeout=10)
+        server.stop()
+    authorizations = [line for line in log.read_text(errors="replace").splitlines()
+                      if line.startswith("Authorization:")]
+    assert authorizations and all("algorithm=SHA-256" in line for line in authorizations), \
+        authorizations
 
 
 # ---- pyVoIP ---------------------------------------------------------------------------------

@@ -7,17 +7,14 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
-from softswitch.config import RegistrarConfig
+from softswitch.config import RegistrarConfig, SecurityConfig
+from softswitch.credentials import username_forms
 from softswitch.sip.digest import DigestAuthenticator, authorization, ha1, parse_digest
 from softswitch.sip.events import Peer
 from softswitch.sip.message import Response
 from softswitch.sip.parser import check_request, parse_datagram
-from softswitch.store.store import (
-    BindingChange,
-    BindingRow,
-    StoredBindings,
-    SubscriberCredentials,
-)
+from softswitch.store.store import BindingChange, BindingRow, SipCredentials, StoredBindings
+from softswitch.switch.auth import SipAuthenticator
 from softswitch.switch.registrar import BindingWriter, Registrar
 
 REALM = "softswitch.test"
@@ -66,13 +63,16 @@ class MemoryStore:
 
 
 def make_registrar(store: MemoryStore, clock: list[float]) -> Registrar:
-    credentials = {NUMBER: SubscriberCredentials(
-        NUMBER, "voice", "D", ha1("MD5", NUMBER, REALM, "pw"), ha1("SHA-256", NUMBER, REALM, "pw")),
-        "07033330004": SubscriberCredentials("07033330004", "data", "D", "", "")}
+    credentials = {username: SipCredentials(username, NUMBER, ha1("MD5", username, REALM, "pw"),
+                                            ha1("SHA-256", username, REALM, "pw"))
+                   for username in username_forms(NUMBER)}
+    authenticator = SipAuthenticator(
+        digest=DigestAuthenticator(REALM, b"k" * 32, 300, ("MD5",)), credentials=credentials,
+        security=SecurityConfig(), clock=lambda: clock[0], monotonic=lambda: clock[0])
     return Registrar(
         config=RegistrarConfig(min_expires=60, max_expires=3600, default_expires=600),
-        domain=REALM, authenticator=DigestAuthenticator(REALM, b"k" * 32, 300, ("MD5",)),
-        credentials=credentials, writer=BindingWriter(store, window=0.001),  # type: ignore[arg-type]
+        domain=REALM, authenticator=authenticator,
+        writer=BindingWriter(store, window=0.001),  # type: ignore[arg-type]
         clock=lambda: clock[0])
 
 

@@ -19,10 +19,11 @@ from softswitch.store.schema import (
     blocklist,
     metadata,
     pins,
+    sip_credentials,
     subscribers,
     voicemail_settings,
 )
-from softswitch.store.store import BindingChange, BindingRow, Store, SubscriberCredentials
+from softswitch.store.store import BindingChange, BindingRow, SipCredentials, Store
 
 from .stores import HIROSHI, KENJI, NOW, SAKURA, SUBSCRIBERS, binding, make_config
 
@@ -117,16 +118,23 @@ async def test_reprovisioning_updates_the_email_and_keeps_service_state(provisio
     assert [row["contact"] for row in state["registrations"]] == ["sip:sakura@192.0.2.10:5062"]
 
 
-async def test_sip_password_is_stored_only_as_digest_ha1s(provisioned: Store) -> None:
+def ha1s(username: str, password: str, realm: str = "softswitch.test") -> tuple[str, str]:
+    text = f"{username}:{realm}:{password}".encode()
+    return hashlib.md5(text).hexdigest(), hashlib.sha256(text).hexdigest()
+
+
+async def test_sip_password_is_stored_only_as_digest_ha1s_one_pair_per_username_form(
+    provisioned: Store,
+) -> None:
     credentials = await provisioned.load_credentials()
-    assert credentials[SAKURA] == SubscriberCredentials(
-        number=SAKURA,
-        sim="voice",
-        line="D",
-        ha1_md5=hashlib.md5(b"09012345678:softswitch.test:pw-sakura").hexdigest(),
-        ha1_sha256=hashlib.sha256(b"09012345678:softswitch.test:pw-sakura").hexdigest(),
-    )
-    assert credentials[HIROSHI] == SubscriberCredentials(HIROSHI, "data", "D", "", "")
+    sakura_forms = ("09012345678", "+819012345678", "819012345678", "090-1234-5678")
+    kenji_forms = ("08023456789", "+818023456789", "818023456789", "080-2345-6789")
+    assert set(credentials) == {*sakura_forms, *kenji_forms}  # the data SIM has none
+    for username in sakura_forms:
+        assert credentials[username] == SipCredentials(
+            username, SAKURA, *ha1s(username, "pw-sakura"))
+    assert {credentials[username].number for username in kenji_forms} == {KENJI}
+    assert credentials[SAKURA].ha1_md5 not in repr(credentials[SAKURA])
     every_value = json.dumps(
         {table.name: await table_rows(provisioned, table) for table in metadata.sorted_tables},
         default=str,
@@ -135,20 +143,37 @@ async def test_sip_password_is_stored_only_as_digest_ha1s(provisioned: Store) ->
         assert secret not in every_value
 
 
+async def test_reprovisioning_the_same_config_leaves_the_credentials_alone(
+    provisioned: Store,
+) -> None:
+    before = await table_rows(provisioned, sip_credentials)
+    summary = await provisioned.provision(make_config())
+    assert summary == ProvisionSummary(added=(), updated=(), unchanged=(SAKURA, KENJI, HIROSHI))
+    assert await table_rows(provisioned, sip_credentials) == before
+
+
 async def test_a_new_domain_or_password_updates_the_ha1s(provisioned: Store) -> None:
     summary = await provisioned.provision(make_config(domain="voice.example"))
     assert set(summary.updated) == {SAKURA, KENJI}  # the data SIM has no HA1
     credentials = await provisioned.load_credentials()
-    assert (
-        credentials[SAKURA].ha1_md5
-        == hashlib.md5(b"09012345678:voice.example:pw-sakura").hexdigest()
-    )
+    assert credentials["+819012345678"].ha1_md5 == ha1s("+819012345678", "pw-sakura",
+                                                        "voice.example")[0]
 
-    await provisioned.provision(make_config(changed(1, sip_password="pw-kenji-2"), "voice.example"))
+    summary = await provisioned.provision(
+        make_config(changed(1, sip_password="pw-kenji-2"), "voice.example"))
+    assert summary.updated == (KENJI,)
     credentials = await provisioned.load_credentials()
-    assert credentials[KENJI].ha1_sha256 == (
-        hashlib.sha256(b"08023456789:voice.example:pw-kenji-2").hexdigest()
-    )
+    assert credentials["080-2345-6789"].ha1_sha256 == ha1s("080-2345-6789", "pw-kenji-2",
+                                                           "voice.example")[1]
+    assert len(credentials) == 8
+
+
+async def test_a_voice_sim_turned_data_sim_loses_its_credentials(provisioned: Store) -> None:
+    data = changed(1, sim="data", options={"nuisance_blocking": False})
+    del data[1]["sip_password"]
+    summary = await provisioned.provision(make_config(data))
+    assert summary.updated == (KENJI,)
+    assert {c.number for c in (await provisioned.load_credentials()).values()} == {SAKURA}
 
 
 async def test_a_changed_portal_password_is_rehashed(provisioned: Store) -> None:
@@ -179,7 +204,9 @@ async def test_a_login_still_held_by_a_removed_subscriber_is_refused(provisioned
 async def test_a_subscriber_removed_from_the_config_stays_in_the_store(provisioned: Store) -> None:
     summary = await provisioned.provision(make_config(SUBSCRIBERS[:1]))
     assert summary == ProvisionSummary(added=(), updated=(), unchanged=(SAKURA,))
-    assert set(await provisioned.load_credentials()) == {SAKURA, KENJI, HIROSHI}
+    # Its credentials too (app.py gives only the configured subscribers SIP access).
+    numbers = {c.number for c in (await provisioned.load_credentials()).values()}
+    assert numbers == {SAKURA, KENJI}
 
 
 # -- bindings ---------------------------------------------------------------------------------

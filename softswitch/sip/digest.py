@@ -5,14 +5,21 @@ WWW-Authenticate value, ``DigestAuthenticator`` issues challenges and verifies
 credentials, ``authorization`` answers a challenge (tests, benchmarks, outbound legs).
 
 Server policy:
-- Nonces are stateless: base64url(issue time | random | HMAC(secret, realm | time | random)).
-  A nonce that does not carry our HMAC is FAILED; an old one is STALE.
+- Nonces are stateless: base64url(issue time | instance | random | MAC), the MAC an
+  HMAC(secret, realm | time | instance | random | the address it was issued to).
+  A nonce without our MAC, or issued to another address, is BAD_NONCE: a spoofed source
+  cannot answer a challenge it never received, so every other result proves the address.
+- The replay record (per nonce, the highest nc accepted) lives in this process only, so a
+  nonce is accepted only by the instance that issued it in this run: the instance id is
+  random per start. Another instance's nonce, or one from before a restart, is STALE
+  (the client retries on a fresh challenge), never OK: its count state is unknown here.
 - qop=auth, and the RFC 2069 form without qop (RFC 2543 phones). qop=auth-int and the
-  -sess algorithms (MD5-sess, SHA-256-sess) are refused: FAILED. We never offer them.
-- Replay: per nonce, the highest nc accepted so far; an nc not above it is FAILED.
-  Without qop there is no nc, so such a nonce is good once: a second use is STALE
-  (the client simply retries with a fresh nonce; a replayed request gains nothing).
-- The "uri" directive is not compared with the Request-URI here; the caller may.
+  -sess algorithms (MD5-sess, SHA-256-sess) are refused: MALFORMED. We never offer them.
+- Replay: an nc not above the highest accepted for its nonce is REPLAYED. Without qop
+  there is no nc, so such a nonce is good once: a second use is STALE (the client simply
+  retries with a fresh nonce; a replayed request gains nothing).
+- The "uri" directive is not compared with the Request-URI here; the caller does
+  (softswitch.switch.auth), as only it knows our equivalent URIs.
 - Opaque is not used: the nonce is already self-verifying.
 """
 
@@ -36,12 +43,14 @@ _HASHES: Mapping[str, Callable[[bytes], "hashlib._Hash"]] = {
 }
 _CANONICAL_ALGORITHM = {name.lower(): name for name in _HASHES}
 
-# Nonce layout: 8-byte signed issue time in ms, 12 random bytes, 16 bytes of HMAC-SHA256.
-# 36 bytes is a multiple of 3, so the base64url text (48 chars) has no padding.
+# Nonce layout: 8-byte signed issue time in ms, 8-byte instance id, 13 random bytes, 16 bytes
+# of HMAC-SHA256. 45 bytes is a multiple of 3, so the base64url text (60 chars) has no padding.
 _TIME = struct.Struct(">q")
-_RANDOM_LEN = 12
+_INSTANCE_LEN = 8
+_RANDOM_LEN = 13
 _MAC_LEN = 16
-_NONCE_LEN = _TIME.size + _RANDOM_LEN + _MAC_LEN
+_SIGNED_LEN = _TIME.size + _INSTANCE_LEN + _RANDOM_LEN
+_NONCE_LEN = _SIGNED_LEN + _MAC_LEN
 _NONCE_TEXT_LEN = _NONCE_LEN * 4 // 3
 
 _SCHEME = re.compile(r"[ \t\r\n]*([Dd][Ii][Gg][Ee][Ss][Tt])[ \t\r\n]+")
@@ -66,8 +75,13 @@ _FIELDS = frozenset(
 
 class AuthResult(enum.Enum):
     OK = "ok"
-    STALE = "stale"  # the nonce is ours but expired or spent: challenge again with stale=true
-    FAILED = "failed"  # anything else: challenge again without stale
+    # The response is right but the nonce expired, was spent (no qop), or comes from another
+    # instance or an earlier start of this one: challenge again with stale=true.
+    STALE = "stale"
+    FAILED = "failed"  # the response is wrong: a wrong password (or no HA1 for the algorithm)
+    REPLAYED = "replayed"  # right response, but its nc is not above the last one accepted
+    MALFORMED = "malformed"  # our nonce, but credentials we refuse (algorithm, qop, fields)
+    BAD_NONCE = "bad-nonce"  # no nonce we issued to this address: challenge afresh
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,8 +168,11 @@ class DigestAuthenticator:
         realm: str,
         secret: bytes,
         nonce_lifetime: float,
-        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        algorithms: tuple[str, ...] = ("MD5",),
+        instance: bytes | None = None,
     ) -> None:
+        """`instance` names this process in its nonces (random when None: a new one per
+        start); tests pass one to act as a given instance."""
         if not algorithms:
             raise ValueError("at least one digest algorithm is needed")
         canonical: list[str] = []
@@ -174,6 +191,9 @@ class DigestAuthenticator:
         # HMAC(secret, realm | ...) with the key schedule and the realm hashed once: each
         # nonce (two per registration) then costs a copy and one update.
         self._mac_prefix = hmac.new(secret, realm.encode("utf-8"), hashlib.sha256)
+        self._instance = random_bytes(_INSTANCE_LEN) if instance is None else instance
+        if len(self._instance) != _INSTANCE_LEN:
+            raise ValueError(f"an instance id is {_INSTANCE_LEN} bytes")
         self._lifetime_ms = int(nonce_lifetime * 1000)
         self._quoted_realm = quote(realm)
         self._current_nc: dict[str, int] = {}
@@ -183,32 +203,36 @@ class DigestAuthenticator:
     def __repr__(self) -> str:  # never show the secret
         return f"DigestAuthenticator(realm={self.realm!r}, algorithms={self.algorithms!r})"
 
-    def _mac(self, signed: bytes) -> bytes:
+    def _mac(self, signed: bytes, bound_to: str) -> bytes:
         mac = self._mac_prefix.copy()
         mac.update(signed)
+        mac.update(bound_to.encode("utf-8", "surrogateescape"))
         return mac.digest()[:_MAC_LEN]
 
-    def _new_nonce(self, now: float) -> str:
-        signed = _TIME.pack(int(now * 1000)) + random_bytes(_RANDOM_LEN)
-        return base64.urlsafe_b64encode(signed + self._mac(signed)).decode("ascii")
+    def _new_nonce(self, now: float, bound_to: str) -> str:
+        signed = _TIME.pack(int(now * 1000)) + self._instance + random_bytes(_RANDOM_LEN)
+        return base64.urlsafe_b64encode(signed + self._mac(signed, bound_to)).decode("ascii")
 
-    def _nonce_issued_ms(self, nonce: str) -> int | None:
-        """The issue time of a nonce we made, or None if we did not make it."""
+    def _read_nonce(self, nonce: str, bound_to: str) -> tuple[int, bytes] | None:
+        """(issue time in ms, instance id) of a nonce we issued to `bound_to`; else None."""
         if len(nonce) != _NONCE_TEXT_LEN:
             return None
         try:
             raw = base64.urlsafe_b64decode(nonce)
         except (binascii.Error, ValueError):
             return None
-        signed, mac = raw[: _NONCE_LEN - _MAC_LEN], raw[_NONCE_LEN - _MAC_LEN :]
-        if not hmac.compare_digest(mac, self._mac(signed)):
+        signed, mac = raw[:_SIGNED_LEN], raw[_SIGNED_LEN:]
+        if not hmac.compare_digest(mac, self._mac(signed, bound_to)):
             return None
         issued_ms: int = _TIME.unpack_from(signed)[0]
-        return issued_ms
+        return issued_ms, signed[_TIME.size : _TIME.size + _INSTANCE_LEN]
 
-    def challenge(self, now: float, stale: bool = False) -> list[str]:
-        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, in order."""
-        nonce = self._new_nonce(now)
+    def challenge(self, now: float, stale: bool = False, bound_to: str = "") -> list[str]:
+        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, in order.
+
+        `bound_to` (the client's address) is signed into the nonce: only credentials sent
+        from there verify."""
+        nonce = self._new_nonce(now, bound_to)
         tail = ", stale=true" if stale else ""
         return [
             f'Digest realm={self._quoted_realm}, nonce="{nonce}", qop="auth", '
@@ -233,37 +257,43 @@ class DigestAuthenticator:
         method: str,
         ha1_by_algorithm: Mapping[str, str],
         now: float,
+        bound_to: str = "",
     ) -> AuthResult:
-        """Check credentials against the stored HA1s ({'MD5': ..., 'SHA-256': ...})."""
+        """Check credentials sent from `bound_to` against the stored HA1s
+        ({'MD5': ..., 'SHA-256': ...}). The hash work is the same whatever the HA1s."""
+        nonce, response, uri = params.nonce, params.response, params.uri
+        issued = None if nonce is None else self._read_nonce(nonce, bound_to)
+        if issued is None:
+            return AuthResult.BAD_NONCE
+        assert nonce is not None
+        issued_ms, instance = issued
         algorithm = _canonical_algorithm(params.algorithm)
         if algorithm is None or algorithm not in self.algorithms:
-            return AuthResult.FAILED
-        nonce, response, uri = params.nonce, params.response, params.uri
-        if params.realm != self.realm or nonce is None or response is None or uri is None:
-            return AuthResult.FAILED
-        issued_ms = self._nonce_issued_ms(nonce)
-        if issued_ms is None:
-            return AuthResult.FAILED
+            return AuthResult.MALFORMED
+        if params.realm != self.realm or response is None or uri is None:
+            return AuthResult.MALFORMED
 
         qop = params.qop
         nc = 0
         if qop is not None:
             if qop.lower() != "auth" or params.cnonce is None or params.nc is None:
-                return AuthResult.FAILED
+                return AuthResult.MALFORMED
             if _NC.fullmatch(params.nc) is None:
-                return AuthResult.FAILED
+                return AuthResult.MALFORMED
             nc = int(params.nc, 16)
             if nc == 0:
-                return AuthResult.FAILED
-        stored_ha1 = ha1_by_algorithm.get(algorithm)
-        if not stored_ha1 or not response.isascii():  # no HA1 is never a valid key
-            return AuthResult.FAILED
+                return AuthResult.MALFORMED
+        if not response.isascii():
+            return AuthResult.MALFORMED
+        stored_ha1 = ha1_by_algorithm.get(algorithm) or ""  # no HA1 is never a valid key
         expected = _response(
             algorithm, stored_ha1, nonce, method, uri, qop, params.nc or "", params.cnonce or ""
         )
-        if not hmac.compare_digest(expected, response.lower()):
+        if not hmac.compare_digest(expected, response.lower()) or not stored_ha1:
             return AuthResult.FAILED
 
+        if instance != self._instance:  # another process's nonce: its nc record is not here
+            return AuthResult.STALE
         age_ms = int(now * 1000) - issued_ms
         if not 0 <= age_ms <= self._lifetime_ms:  # in the future: a clock from before a reboot
             return AuthResult.STALE
@@ -275,7 +305,7 @@ class DigestAuthenticator:
             if qop is None:
                 return AuthResult.STALE  # a nonce without nc is good once
             if nc <= last:
-                return AuthResult.FAILED
+                return AuthResult.REPLAYED
         if nonce in self._previous_nc:
             self._previous_nc[nonce] = nc
         else:

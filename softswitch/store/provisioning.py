@@ -11,13 +11,13 @@ thread; applying the plan is one short transaction.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Row, Table
 
 from softswitch.config import Config, Subscriber
-from softswitch.credentials import digest_ha1, hash_secret, verify_secret
+from softswitch.credentials import digest_ha1, hash_secret, username_forms, verify_secret
 from softswitch.store.schema import (
     SUBSCRIBER_STATE_TABLES,
     pins,
@@ -28,8 +28,6 @@ from softswitch.store.schema import (
 PROVISIONED_COLUMNS = (
     "sim",
     "line",
-    "sip_ha1_md5",
-    "sip_ha1_sha256",
     "mio_id",
     "email",
     "portal_password_hash",
@@ -67,6 +65,12 @@ class ProvisioningPlan:
     changed_subscribers: list[dict[str, Any]]  # 'number' plus every provisioned column
     changing_logins: list[str]  # numbers of changed subscribers whose mio_id or email changes
     state_rows: dict[Table, list[dict[str, Any]]]  # missing default state rows per table
+    # sip_credentials rows to delete (by username) and to insert; deletes go first
+    stale_usernames: list[str] = field(default_factory=list)
+    new_credentials: list[dict[str, Any]] = field(default_factory=list)
+
+
+StoredCredentials = Mapping[str, tuple[str, str, str]]  # username -> (number, HA1 MD5, SHA-256)
 
 
 def plan_provisioning(
@@ -74,25 +78,31 @@ def plan_provisioning(
     stored: Mapping[str, Row[Any]],
     numbers_with_state: Mapping[Table, set[str]],
     now: float,
+    stored_credentials: StoredCredentials | None = None,
 ) -> ProvisioningPlan:
-    """Compare the config with the stored subscribers (provisioned columns + number).
+    """Compare the config with the stored subscribers (provisioned columns + number) and
+    their SIP credentials.
 
     `numbers_with_state` gives, per state table, the numbers that already have a row.
     """
     _refuse_logins_taken_by_others(config, stored)
+    stale_usernames, new_credentials = _credential_changes(config, stored_credentials or {})
+    credentials_changed = {row["number"] for row in new_credentials} | {
+        (stored_credentials or {})[username][0] for username in stale_usernames}
     added, updated, unchanged = [], [], []
     new_subscribers, changed_subscribers, changing_logins = [], [], []
     state_rows: dict[Table, list[dict[str, Any]]] = {table: [] for table in SUBSCRIBER_STATE_TABLES}
     for subscriber in config.subscribers:
         old = stored.get(subscriber.number)
-        wanted = _provisioned_values(subscriber, config.sip.domain, old)
+        wanted = _provisioned_values(subscriber, old)
         missing_state = _missing_state_rows(subscriber, config, numbers_with_state)
         for table, row in missing_state.items():
             state_rows[table].append(row)
         if old is None:
             added.append(subscriber.number)
             new_subscribers.append({"number": subscriber.number, **wanted, "provisioned_at": now})
-        elif missing_state or any(getattr(old, name) != wanted[name] for name in wanted):
+        elif (missing_state or subscriber.number in credentials_changed
+              or any(getattr(old, name) != wanted[name] for name in wanted)):
             updated.append(subscriber.number)
             changed_subscribers.append({"number": subscriber.number, **wanted})
             if any(getattr(old, name) != wanted[name] for name in UNIQUE_COLUMNS):
@@ -105,7 +115,41 @@ def plan_provisioning(
         changed_subscribers,
         changing_logins,
         state_rows,
+        stale_usernames,
+        new_credentials,
     )
+
+
+def _credential_changes(
+    config: Config, stored: StoredCredentials
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The sip_credentials rows of the config's subscribers that must go, and those to add:
+    an HA1 pair per username form of each voice SIM; none for a data SIM. Rows of subscribers
+    no longer in the config stay (app.py gives them no SIP access)."""
+    realm = config.sip.domain
+    wanted: dict[str, tuple[str, str, str]] = {}
+    for subscriber in config.subscribers:
+        password = subscriber.sip_password
+        if subscriber.sim != "voice" or password is None:
+            continue
+        for username in username_forms(subscriber.number):
+            wanted[username] = (
+                subscriber.number,
+                digest_ha1("MD5", username, realm, password),
+                digest_ha1("SHA-256", username, realm, password),
+            )
+    configured = {subscriber.number for subscriber in config.subscribers}
+    stale = [
+        username
+        for username, row in stored.items()
+        if (row[0] in configured or username in wanted) and wanted.get(username) != row
+    ]
+    new = [
+        {"username": username, "number": number, "ha1_md5": md5, "ha1_sha256": sha256}
+        for username, (number, md5, sha256) in wanted.items()
+        if stored.get(username) != (number, md5, sha256)
+    ]
+    return stale, new
 
 
 def _refuse_logins_taken_by_others(config: Config, stored: Mapping[str, Row[Any]]) -> None:
@@ -126,17 +170,10 @@ def _refuse_logins_taken_by_others(config: Config, stored: Mapping[str, Row[Any]
                 )
 
 
-def _provisioned_values(subscriber: Subscriber, realm: str, old: Row[Any] | None) -> dict[str, Any]:
-    password = subscriber.sip_password
+def _provisioned_values(subscriber: Subscriber, old: Row[Any] | None) -> dict[str, Any]:
     return {
         "sim": subscriber.sim,
         "line": subscriber.line,
-        "sip_ha1_md5": None
-        if password is None
-        else digest_ha1("MD5", subscriber.number, realm, password),
-        "sip_ha1_sha256": None
-        if password is None
-        else digest_ha1("SHA-256", subscriber.number, realm, password),
         "mio_id": subscriber.mio_id,
         "email": subscriber.email,
         "portal_password_hash": _portal_password_hash(subscriber.portal_password, old),

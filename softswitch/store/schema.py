@@ -48,16 +48,14 @@ def _subscriber_key() -> Column[str]:
     )
 
 
-# Provisioned from YAML; the SIP password is kept only as digest HA1s
-# (H(number:domain:password)), the portal password only as an argon2 hash.
+# Provisioned from YAML; the SIP password is kept only as digest HA1s (sip_credentials),
+# the portal password only as an argon2 hash.
 subscribers = Table(
     "subscribers",
     metadata,
     Column("number", NUMBER, primary_key=True),
     Column("sim", String(5), nullable=False),
     Column("line", String(1), nullable=False),
-    Column("sip_ha1_md5", String(32)),  # null for data SIMs
-    Column("sip_ha1_sha256", String(64)),
     Column("mio_id", String(64), unique=True),
     Column("email", String(254), unique=True),
     Column("portal_password_hash", Text),
@@ -132,6 +130,21 @@ registrations = Table(
     Column("q", Double),
     Column("source", String(64), nullable=False),  # 'udp:host:port' the REGISTER came from
     Column("user_agent", Text, nullable=False),
+)
+
+# The digest credentials of voice SIMs (data SIMs have none): one row per username a phone may
+# be set up with (softswitch.credentials.username_forms: 09012345678, +819012345678, ...), as
+# an HA1 = H(username:domain:password) hashes the username exactly as the phone sends it.
+sip_credentials = Table(
+    "sip_credentials",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column(
+        "number", NUMBER, ForeignKey("subscribers.number", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    Column("ha1_md5", String(32), nullable=False),
+    Column("ha1_sha256", String(64), nullable=False),
 )
 
 # Values the instances of one deployment share, such as the digest nonce secret, so that

@@ -81,13 +81,14 @@ from softswitch.store.schema import (
     registrations,
     remote_control,
     settings,
+    sip_credentials,
     subscribers,
     voicemail_greetings,
     voicemail_messages,
     voicemail_settings,
 )
 
-__all__ = ["BindingChange", "BindingRow", "Store", "StoredBindings", "SubscriberCredentials"]
+__all__ = ["BindingChange", "BindingRow", "SipCredentials", "Store", "StoredBindings"]
 
 _WRITE_OPTION = "softswitch_write"  # execution option: this transaction writes
 # pg_advisory_xact_lock key: transactions that write the change feed take it last and hold it
@@ -97,16 +98,12 @@ FEED_LOCK_KEY = 0x736F667473770001
 
 
 @dataclass(slots=True, frozen=True)
-class SubscriberCredentials:
-    """What the registrar needs to authenticate a subscriber's phone.
+class SipCredentials:
+    """What digest authentication needs for one username a voice SIM's phone may use: the
+    subscriber it names and the HA1s. An HA1 is as good as the password: never in a repr."""
 
-    Data SIMs are included with empty HA1s: the registrar refuses sim != 'voice', and an
-    empty HA1 never verifies. An HA1 is as good as the password: never in a repr.
-    """
-
-    number: str
-    sim: str
-    line: str
+    username: str  # as the phone sends it: 09012345678, +819012345678, 090-1234-5678 ...
+    number: str  # the subscriber, national format
     ha1_md5: str = field(repr=False)
     ha1_sha256: str = field(repr=False)
 
@@ -186,9 +183,14 @@ class Store:
                 table: set((await connection.execute(select(table.c.number))).scalars())
                 for table in SUBSCRIBER_STATE_TABLES
             }
+            stored_credentials = {
+                row.username: (row.number, row.ha1_md5, row.ha1_sha256)
+                for row in await connection.execute(select(sip_credentials))
+            }
         # argon2 is slow on purpose: keep it off the event loop and out of the transaction.
         plan = await asyncio.to_thread(
-            plan_provisioning, config, stored, numbers_with_state, time.time()
+            plan_provisioning, config, stored, numbers_with_state, time.time(),
+            stored_credentials,
         )
         async with self.writing() as connection:
             changed = plan.changed_subscribers
@@ -211,27 +213,23 @@ class Store:
             for table, rows in plan.state_rows.items():
                 if rows:
                     await connection.execute(table.insert(), rows)
+            for chunk in chunks(plan.stale_usernames, MAX_KEYS_PER_IN):
+                await connection.execute(
+                    sip_credentials.delete().where(sip_credentials.c.username.in_(chunk)))
+            if plan.new_credentials:
+                await connection.execute(sip_credentials.insert(), plan.new_credentials)
             await self.record_changes(connection, "subscriber",
                                       plan.summary.added + plan.summary.updated)
         return plan.summary
 
     # -- registrar ---------------------------------------------------------------------------
 
-    async def load_credentials(self) -> dict[str, SubscriberCredentials]:
-        """Every subscriber by number (data SIMs too, with empty HA1s)."""
-        query = select(
-            subscribers.c.number,
-            subscribers.c.sim,
-            subscribers.c.line,
-            subscribers.c.sip_ha1_md5,
-            subscribers.c.sip_ha1_sha256,
-        )
+    async def load_credentials(self) -> dict[str, SipCredentials]:
+        """The digest credentials of every voice SIM, by username (one per username form)."""
         async with self.engine.connect() as connection:
-            result = await connection.execute(query)
+            result = await connection.execute(select(sip_credentials))
         return {
-            row.number: SubscriberCredentials(
-                row.number, row.sim, row.line, row.sip_ha1_md5 or "", row.sip_ha1_sha256 or ""
-            )
+            row.username: SipCredentials(row.username, row.number, row.ha1_md5, row.ha1_sha256)
             for row in result
         }
 

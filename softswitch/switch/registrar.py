@@ -23,12 +23,12 @@ from email.utils import formatdate
 
 from ..config import RegistrarConfig
 from ..numbering import normalise_number
-from ..sip.digest import AuthResult, DigestAuthenticator, parse_digest
 from ..sip.events import Peer
 from ..sip.headers import MAX_EXPIRES, HeaderError, NameAddr, parse_int
 from ..sip.message import Request, Response, make_response
 from ..sip.uri import SipUri
-from ..store.store import BindingChange, BindingRow, Store, StoredBindings, SubscriberCredentials
+from ..store.store import BindingChange, BindingRow, Store, StoredBindings
+from .auth import Rejected, SipAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,11 @@ class BindingWriter:
 
 class Registrar:
     def __init__(self, *, config: RegistrarConfig, domain: str,
-                 authenticator: DigestAuthenticator,
-                 credentials: Mapping[str, SubscriberCredentials], writer: BindingWriter,
+                 authenticator: SipAuthenticator, writer: BindingWriter,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.domain = domain
         self.authenticator = authenticator
-        self.credentials = credentials
         self.writer = writer
         self.clock = clock
         self.bindings: dict[str, dict[str, Binding]] = {}  # committed to the store
@@ -213,7 +211,11 @@ class Registrar:
             aor = normalise_number(to.uri.user_text or "")
         except ValueError:
             aor = ""  # not a number we serve; challenged all the same, never registered
-        self._authenticate(request, aor, self.credentials.get(aor))
+        # The subscriber authenticated must be the AOR ("" never is one).
+        outcome = self.authenticator.authenticate(request, peer, proxy=False,
+                                                  expected_number=aor)
+        if isinstance(outcome, Rejected):
+            raise RegistrationRejected(outcome.status, outcome.reason, list(outcome.headers))
 
         current = self._proposed.get(aor, self.bindings.get(aor, {}))
         call_id = request.call_id or ""
@@ -255,30 +257,6 @@ class Registrar:
         if not contacts:
             return aor, None, updated
         return aor, BindingChange(tuple(upserts.values()), frozenset(removals)), updated
-
-    def _authenticate(self, request: Request, aor: str,
-                      subscriber: SubscriberCredentials | None) -> None:
-        now = self.clock()
-        stale = False
-        for value in request.get_all("authorization"):
-            params = parse_digest(value)
-            if params is None or params.realm != self.domain:
-                continue  # another scheme or realm: challenge as if absent (RFC 4475 §3.3.7)
-            # Unknown numbers and data SIMs (no voice service, no SIP password) are refused
-            # exactly like a wrong password, so that a stranger learns nothing from the answer.
-            if subscriber is None or subscriber.sim != "voice" or params.username != aor:
-                raise RegistrationRejected(403, "Forbidden")
-            # An empty HA1 (no such password stored) is refused by verify like a missing one.
-            ha1s = {"MD5": subscriber.ha1_md5, "SHA-256": subscriber.ha1_sha256}
-            result = self.authenticator.verify(params, request.method, ha1s, now)
-            if result is AuthResult.OK:
-                return
-            if result is AuthResult.STALE:
-                stale = True
-                break
-            raise RegistrationRejected(403, "Forbidden")
-        challenge = [("www-authenticate", v) for v in self.authenticator.challenge(now, stale)]
-        raise RegistrationRejected(401, "Unauthorized", challenge)
 
     def _expires_header(self, request: Request) -> int | None:
         try:
