@@ -4,34 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import resource
 import signal
 from dataclasses import dataclass
+from typing import cast
 
 from .config import Config
 from .ivr.dtmf_test import dtmf_test
+from .ivr.voicemail_deposit import deposit_flow
 from .media.prompts import PromptLibrary
 from .net.rtp import RtpEngine
 from .net.transports import MAX_TCP_CONNECTIONS, SipStack
 from .services import Services, build_services
+from .services.model import CallRecord, Outcome
 from .sip.digest import DigestAuthenticator
 from .sip.endpoint import SipEndpoint
 from .store.repositories import sql_repositories
 from .store.store import Store
 from .switch.admission import CallAdmission
 from .switch.auth import SipAuthenticator
-from .switch.calls import CallRouter
+from .switch.b2bua import B2bua
+from .switch.calls import CallRouter, RegisteredPhones
 from .switch.core import SwitchCore
+from .switch.identity import CallerIdentity
 from .switch.ivr_calls import Flow, IvrCalls
 from .switch.owners import Owners
 from .switch.registrar import BindingWriter, Registrar
+from .switch.router import Router
 
 log = logging.getLogger("softswitch")
 
 MAX_SWEEP_INTERVAL = 30.0  # seconds between removals of expired bindings, at most
 SPARE_FILES = 64  # the store, logs, listening sockets and the like
+MAX_CALL_SECONDS = 4 * 60 * 60  # a bridged call whose ends vanished without a BYE
 
 
 @dataclass(slots=True)
@@ -43,6 +51,7 @@ class Server:
     registrar: Registrar
     core: SwitchCore
     calls: IvrCalls
+    router: CallRouter
     _sweeper: asyncio.Task[None]
 
     @property
@@ -53,7 +62,7 @@ class Server:
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
-        await self.calls.close()  # BYE to every call while the sockets are open
+        await self.router.close()  # BYE to every call while the sockets are open
         await self.stack.close()
         await self.registrar.writer.drain()  # acknowledged bindings reach the store
         await self.services.close()  # queued call records and last callers too
@@ -115,9 +124,7 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
 
     owners = Owners()
     calls = _ivr_calls(config, stack, owners)
-    flows: dict[str, Flow] = {config.dial_codes.dtmf_test: dtmf_test}
-    router = CallRouter(ivr=calls, flows=flows, public_numbers=config.public_numbers,
-                        admission=CallAdmission(config.security.calls_per_source))
+    router = _call_router(config, stack, owners, calls, services, registrar, authenticator)
     core = SwitchCore(registrar=registrar, responder=stack, server_name=sip.user_agent,
                       owners=owners, invites=router)
     stack.handler = core.handle
@@ -131,7 +138,55 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return Server(config, store, services, stack, registrar, core, calls, sweeper)
+    return Server(config, store, services, stack, registrar, core, calls, router, sweeper)
+
+
+def _call_router(config: Config, stack: SipStack, owners: Owners, ivr: IvrCalls,
+                 services: Services, registrar: Registrar,
+                 authenticator: SipAuthenticator) -> CallRouter:
+    """INVITEs: identity, the router, and who carries calls out. The dial-code -> flow table
+    is built here, so a new service never edits switch/."""
+    sip, codes = config.sip, config.dial_codes
+    flows: dict[str, Flow] = {"dtmf_test": dtmf_test}
+    code_names = {getattr(codes, spec.name): spec.name for spec in dataclasses.fields(codes)}
+    outbound = config.calls.outbound_route
+    router = Router(codes=code_names, public_numbers=config.public_numbers,
+                    max_forwarding_hops=config.calls.max_forwarding_hops,
+                    reject_anonymous=config.calls.anonymous_callers == "reject",
+                    outbound=outbound is not None)
+    voicemail = config.services.voicemail
+    staging = voicemail.audio_dir / "incoming"
+
+    def deposit(mailbox: str) -> Flow:
+        return deposit_flow(mailbox, services.voicemail, staging, voicemail.max_seconds)
+
+    b2bua = B2bua(sip=stack, owners=owners, server_name=sip.user_agent, contact=ivr.contact,
+                  max_call_seconds=MAX_CALL_SECONDS)
+    identity = CallerIdentity(trusted_peers=sip.trusted_peers, authenticator=authenticator,
+                              public_numbers=config.public_numbers)
+    return CallRouter(identity=identity, router=router, directory=services.directory,
+                      contacts=RegisteredPhones(registrar), ivr=ivr, b2bua=b2bua,
+                      admission=CallAdmission(config.security.calls_per_source), flows=flows,
+                      voicemail=deposit, call_log=ServicesCallLog(services), domain=sip.domain,
+                      outbound=outbound)
+
+
+@dataclass(slots=True, frozen=True)
+class ServicesCallLog:
+    """Call records and last callers, as the call router reports them."""
+
+    services: Services
+
+    def record(self, call_id: str, caller: str | None, callee: str, outcome: str,
+               started_at: float, answered_at: float | None, ended_at: float,
+               detail: str) -> None:
+        duration = 0.0 if answered_at is None else max(0.0, ended_at - answered_at)
+        self.services.call_records.record(CallRecord(
+            call_id, caller, callee, cast(Outcome, outcome), started_at, answered_at,
+            ended_at, round(duration, 3), detail))
+
+    def last_caller(self, number: str, caller: str | None) -> None:
+        self.services.last_caller.record(number, caller)
 
 
 def _ivr_calls(config: Config, stack: SipStack, owners: Owners) -> IvrCalls:

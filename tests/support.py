@@ -72,9 +72,10 @@ def write_config(directory: Path, port: int, store_url: str | None = None, *,
     return path
 
 
-def softswitch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def softswitch(*args: str, timeout: float = 60,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "softswitch.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "softswitch.cli", "run", "--config", str(self.config)],
             stdout=stdout, stderr=self.log, text=True, env=python_env(),
+            cwd=self.directory,  # relative paths of the config (var/...) land here
             preexec_fn=None if self.open_files is None else self._limit_open_files)
         stdout.close()
         deadline = time.monotonic() + 30
@@ -132,9 +134,14 @@ class ServerProcess:
         path = self.directory / "server.log"
         return path.read_text() if path.exists() else ""
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`softswitch ARGS --config <this server's config>`, where the server runs."""
+        assert self.config is not None
+        return softswitch(*args, "--config", str(self.config), cwd=self.directory)
+
     def show(self, number: str) -> dict[str, object]:
         assert self.config is not None
-        result = softswitch("show", number, "--config", str(self.config), "--json")
+        result = self.cli("show", number, "--json")
         assert result.returncode == 0, result.stderr
         state: dict[str, object] = json.loads(result.stdout)
         return state

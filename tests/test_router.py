@@ -133,7 +133,7 @@ def test_type_a_blocks_only_with_the_paid_option() -> None:
 
 
 def test_withheld_callers_follow_the_policy() -> None:
-    withheld = Caller(None, trusted=True)
+    withheld = Caller(None, trusted=True, withheld=True)
     assert isinstance(router().route(withheld, B, switch()), Ring)
     assert router(reject_anonymous=True).route(withheld, B, switch()).status == 433  # type: ignore[union-attr]
 

@@ -22,6 +22,7 @@ import logging
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from typing import cast
 
 from ..config import ListenAddress, TcpLimitsConfig
@@ -50,6 +51,7 @@ class SipStack:
         # Peer.local
         self._servers: list[asyncio.Server] = []
         self._connections: dict[int, _TcpConnection] = {}
+        self._by_address: dict[tuple[str, int], int] = {}  # (host, port) -> connection
         self._connections_per_host: dict[str, int] = {}
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -104,13 +106,22 @@ class SipStack:
         self.flush()
 
     def send_request(self, request: Request, peer: Peer) -> ClientTransaction:
-        transaction = self.endpoint.send_request(request, peer, self._loop.time())
+        transaction = self.endpoint.send_request(request, self._connected(peer),
+                                                 self._loop.time())
         self.flush()
         return transaction
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:
-        self.endpoint.send_stateless(message, peer)
+        self.endpoint.send_stateless(message, self._connected(peer))
         self.flush()
+
+    def _connected(self, peer: Peer) -> Peer:
+        """A TCP peer named by its address (a phone's registration) gets the connection it
+        has open to us: we open none towards phones (they are behind NAT, RFC 5626)."""
+        if peer.transport == "udp" or peer.connection is not None:
+            return peer
+        number = self._by_address.get((peer.host, peer.port))
+        return peer if number is None else replace(peer, connection=number)
 
     # ---- the loop between endpoint and sockets -------------------------------------------------
     def flush(self) -> None:
@@ -208,12 +219,16 @@ class SipStack:
             number = next(self._connection_ids)
             self._connections[number] = connection
             self._connections_per_host[host] = from_host + 1
+            self._by_address[(host, port)] = number
             return number
         security_log.warning("tcp-refused source=%s reason=%s", _tcp_source(host, port), reason)
         return None
 
     def _connection_gone(self, number: int, host: str) -> None:
-        self._connections.pop(number, None)
+        connection = self._connections.pop(number, None)
+        if connection is not None and self._by_address.get(
+                (host, connection.peer.port)) == number:
+            del self._by_address[(host, connection.peer.port)]
         left = self._connections_per_host.pop(host, 1) - 1
         if left:
             self._connections_per_host[host] = left

@@ -23,9 +23,8 @@ log = logging.getLogger(__name__)
 
 # What we implement; Allow lists these. Other methods RFC 3261 and its extensions define
 # get 405 (known, not allowed here); anything else gets 501 (§8.2.1).
-ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO")
-KNOWN_NOT_ALLOWED = frozenset(
-    ("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"))
+ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE")
+KNOWN_NOT_ALLOWED = frozenset(("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "PRACK"))
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 ACCEPT = "application/sdp"
 

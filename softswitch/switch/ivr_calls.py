@@ -131,13 +131,16 @@ class IvrCalls:
         return InviteSession.incoming(request, transaction.to_tag, self.contact(user, peer))
 
     def answer(self, session: InviteSession, transaction: ServerTransaction, peer: Peer,
-               party: CallParty, flow: Flow, admission: Admission | None = None) -> None:
-        """Answer the caller with our media and run `flow` once the ACK is in."""
-        self._start(session, transaction, peer, party, flow, admission, early=None)
+               party: CallParty, flow: Flow, admission: Admission | None = None,
+               on_end: Callable[[], None] | None = None) -> None:
+        """Answer the caller with our media and run `flow` once the ACK is in; `on_end` is
+        told when the call is over, however it ended."""
+        self._start(session, transaction, peer, party, flow, admission, None, on_end)
 
     def announce(self, session: InviteSession, transaction: ServerTransaction, peer: Peer,
                  party: CallParty, prompt: str, status: int, reason: str,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None,
+                 on_end: Callable[[], None] | None = None) -> None:
         """Early media: 183 with our SDP, `prompt` once, then `status` with a Reason header
         (RFC 3326) — or the final answer at once when the caller offered no SDP."""
 
@@ -149,18 +152,22 @@ class IvrCalls:
             self.reply(transaction, session.reject(status, headers=[("reason", reason)]))
             if admission is not None:
                 admission.release()
+            if on_end is not None:
+                on_end()
             return
-        self._start(session, transaction, peer, party, say, admission, early=final)
+        self._start(session, transaction, peer, party, say, admission, final, on_end)
 
     def _start(self, session: InviteSession, transaction: ServerTransaction, peer: Peer,
                party: CallParty, flow: Flow, admission: Admission | None,
-               early: tuple[int, str] | None) -> None:
+               early: tuple[int, str] | None, on_end: Callable[[], None] | None) -> None:
         def refuse(status: int, warning: str, *, code: int = 399,
                    headers: Iterable[tuple[str, str]] = ()) -> None:
             self.reply(transaction, session.reject(status, headers=[
                 *headers, ("warning", _warning(warning, code))]))
             if admission is not None:
                 admission.release()
+            if on_end is not None:
+                on_end()
 
         if not session.remote_sdp:
             refuse(488, "an SDP offer in the INVITE is required")
@@ -194,7 +201,7 @@ class IvrCalls:
             return
         answer_sdp = build_sdp(answer)
         call = IvrCall(self, session, transaction, peer, party, flow, stream, negotiated,
-                       answer, admission, early)
+                       answer, admission, early, on_end)
         self.calls.add(call)
         self.owners.claim_invite(transaction, call)
         if early is not None:
@@ -258,7 +265,8 @@ class IvrCall:
     def __init__(self, calls: IvrCalls, session: InviteSession, invite: ServerTransaction,
                  peer: Peer, party: CallParty, flow: Flow, stream: MediaStream,
                  negotiated: NegotiatedAudio, answer: SessionDescription,
-                 admission: Admission | None, early: tuple[int, str] | None) -> None:
+                 admission: Admission | None, early: tuple[int, str] | None,
+                 on_end: Callable[[], None] | None) -> None:
         self.calls = calls
         self.session = session
         self.invite = invite
@@ -271,6 +279,7 @@ class IvrCall:
         self.answer_sdp = build_sdp(answer)
         self.admission = admission
         self.early = early  # (status, Reason) to end an announcement with
+        self.on_end = on_end
         self.label = f"{session.call_id} to {party.called}"
         self.task: asyncio.Task[None] | None = None
         self.ended = False
@@ -444,6 +453,8 @@ class IvrCall:
         else:
             self.session.end()
         log.info("call %s ended: %s", self.label, reason)
+        if self.on_end is not None:
+            self.on_end()
         if task is None or task.done():
             self._log_counters()
 

@@ -33,6 +33,8 @@ DiversionReason = Literal["unconditional", "no-answer", "user-busy", "unavailabl
 # RFC 7044 §4.2 cause values of History-Info for each diversion reason
 HISTORY_CAUSE: Mapping[DiversionReason, int] = {
     "unconditional": 302, "no-answer": 408, "user-busy": 486, "unavailable": 480}
+RING_DIVERSION: Mapping[RingResult, DiversionReason] = {
+    "no_answer": "no-answer", "busy": "user-busy", "unreachable": "unavailable"}
 BLOCKED_REASON = 'SIP;cause=603;text="Call blocked by the called subscriber"'
 
 
@@ -94,9 +96,15 @@ class Lookup(Protocol):
 class Caller:
     """Who is calling, as identity (switch/identity.py) established it."""
 
-    number: str | None  # national number we present; None when withheld or unknown
+    number: str | None  # national number, when known (screening uses it even if withheld)
     subscriber: str | None = None  # the authenticated subscriber, on their own line
     trusted: bool = False  # asserted by a trusted peer
+    withheld: bool = False  # the caller asked not to be shown (or gave no number)
+
+    @property
+    def presented(self) -> str | None:
+        """The number the callee may see."""
+        return None if self.withheld else self.number
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +189,7 @@ class Router:
             number = normalise_number(dialled)
         except ValueError:
             return Reject(404, warning="not a number or dial code we serve")
-        if caller.number is None and self.reject_anonymous:
+        if (caller.withheld or caller.number is None) and self.reject_anonymous:
             return Reject(433, warning="withheld numbers are not accepted")
         return self._terminate(caller, number, lookup, (), ())
 
@@ -203,8 +211,7 @@ class Router:
         view = lookup.callee(ring.callee)
         if view is None:
             return Reject(480, outcome="unreachable")
-        reason: DiversionReason = {"no_answer": "no-answer", "busy": "user-busy",
-                                   "unreachable": "unavailable"}[result]
+        reason = RING_DIVERSION[result]
         forwarding = view.forwarding
         if forwarding.enabled and forwarding.destination and forwarding.mode == "no_answer":
             return self.forward(caller, ring.callee, forwarding.destination, reason, lookup,
