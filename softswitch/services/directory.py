@@ -82,12 +82,19 @@ class SubscriberDirectory:
         """The subscriber's routing view; None for a number that is no subscriber."""
         return self._views.get(number)
 
+    def current(self) -> bool:
+        """Is every change committed so far applied, so that `sync()` would return at once?
+        (The store's commit stamp is still the one the last poll saw as it began.) The call
+        router then routes in the same step, with no task to await the barrier."""
+        return self._task is not None and self._polled_stamp is not None \
+            and self._feed.commit_stamp() == self._polled_stamp
+
     async def sync(self) -> None:
         """Return once every change committed before this call is applied (see the module
         doc); raises what the store raised if the poll failed."""
         if self._task is None:
             raise RuntimeError("the directory is not started")
-        if self._polled_stamp is not None and self._feed.commit_stamp() == self._polled_stamp:
+        if self.current():
             return
         # A future per caller (not one shared): a caller's cancellation is its own.
         waiter = self._task.get_loop().create_future()

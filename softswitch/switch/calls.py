@@ -7,7 +7,8 @@
    subscriber who authenticated — answered at once, so a challenge costs no 100 Trying;
 2. admission (switch/admission.py): the per-source limits on calls in progress;
 3. a read barrier on the subscriber directory (`sync()`: every change committed anywhere
-   before this call is seen), then the pure router (switch/router.py) decides;
+   before this call is seen; in the same step when nothing was committed since the last
+   poll, else in a task), then the pure router (switch/router.py) decides;
 4. a `CallAttempt` carries the decision out, and the next one when a ring goes unanswered:
    `Reject` -> a status; `Announce` -> early media then 603 (switch/ivr_calls.py);
    `RunFlow`/`Voicemail` -> a voice flow answers; `Ring`/`RouteOut` -> the B2BUA forks to
@@ -61,6 +62,8 @@ class Directory(Protocol):
     """The subscribers' routing state in memory (services/directory.py)."""
 
     async def sync(self) -> None: ...
+
+    def current(self) -> bool: ...
 
     def callee(self, number: str) -> CalleeView | None: ...
 
@@ -190,6 +193,9 @@ class CallRouter:
         attempt = CallAttempt(self, session, transaction, peer, identified.caller, dialled,
                               identified.verified, admission)
         self.attempts.add(attempt)
+        if self.directory.current():  # the read barrier holds already: route in this step
+            attempt.decide()
+            return
         task = asyncio.get_running_loop().create_task(attempt.route())
         self._tasks.add(task)
         task.add_done_callback(self._routed)
@@ -233,6 +239,10 @@ class CallAttempt:
             log.error("call %s: directory unavailable: %s", self.session.call_id, error)
             self.execute(Reject(503, outcome="failed", warning="service unavailable"))
             return
+        self.decide()
+
+    def decide(self) -> None:
+        """Route, once the directory is current, and carry the decision out."""
         if self.transaction.answered:
             self.ended("cancelled")  # CANCELed while we waited
             return
