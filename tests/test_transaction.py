@@ -309,12 +309,13 @@ def test_non_invite_client_over_tcp() -> None:
 
 
 # ---- figure 7: INVITE server ----------------------------------------------------------------
-def test_invite_server_sends_100_trying_at_the_next_timer_run() -> None:
+def test_invite_server_sends_100_trying_with_the_outputs_of_its_step() -> None:
     endpoint = SipEndpoint()
     transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
-    assert transaction.state is State.PROCEEDING and sent(endpoint) == []
-    assert endpoint.get_timer() == 0.0  # due now: after the TU's handling of the event
-    assert run(endpoint, 0.2) == [(0.0, "SIP/2.0 100 Trying")]
+    assert transaction.state is State.PROCEEDING and endpoint.get_timer() is None
+    # The TU has handled the event without answering: the step's outputs carry the 100.
+    assert first_lines(endpoint) == ["SIP/2.0 100 Trying"]
+    assert sent(endpoint) == [] and run(endpoint, 100.0) == []  # once
     endpoint.receive_datagram(request_bytes("INVITE"), UDP, 0.5)  # retransmission
     assert first_lines(endpoint) == ["SIP/2.0 100 Trying"] and events(endpoint) == []
     assert endpoint.stats.retransmissions_absorbed == 1
@@ -335,6 +336,15 @@ def test_invite_server_a_final_failure_at_once_goes_without_100() -> None:
     transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
     answer(endpoint, transaction, 407, 0.0)  # a digest challenge, in the same step
     assert first_lines(endpoint) == ["SIP/2.0 407 Proxy Authentication Required"]
+
+
+def test_invite_server_a_stateless_challenge_goes_without_100() -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    endpoint.respond_statelessly(transaction, make_response(
+        transaction.request, 407, to_tag=transaction.to_tag))  # forgets the transaction
+    assert first_lines(endpoint) == ["SIP/2.0 407 Proxy Authentication Required"]
+    assert transaction.state is State.TERMINATED and endpoint.get_timer() is None
 
 
 def test_invite_server_a_2xx_at_once_is_preceded_by_100() -> None:

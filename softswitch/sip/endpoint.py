@@ -12,12 +12,13 @@ Policies:
   TCP connection): RFC 3581 symmetric response routing for every request, so phones behind
   NAT get their answers. The top Via gets `received` (and `rport`'s value, if asked for) as
   RFC 3581 says, written into the header text so that responses copy it.
-- INVITE: the server transaction sends 100 Trying at once (§17.2.1): at the first timer run
-  after the INVITE was handed to the TU, unless the TU answered it finally in that same step
-  (a challenge needs no 100); a 2xx is always preceded by one. A 2xx is retransmitted (T1
-  doubling to T2, on every transport, as §13.3.1.4 wants it end to end) until its ACK
-  arrives (the ACK must carry the 2xx's To tag); that first ACK is passed up as
-  `RequestReceived(ack, transaction=None)`, later ones are absorbed.
+- INVITE: the server transaction sends 100 Trying at once (§17.2.1): with the outputs of the
+  step that handed the INVITE to the TU (`outputs()` is called once the events are handled),
+  unless the TU answered it in that same step (a challenge needs no 100); a 2xx is always
+  preceded by one. A 2xx is retransmitted (T1 doubling to T2, on every transport, as
+  §13.3.1.4 wants it end to end) until its ACK arrives (the ACK must carry the 2xx's To
+  tag); that first ACK is passed up as `RequestReceived(ack, transaction=None)`, later ones
+  are absorbed.
 - Requests sent without a Via get ours (`sent_by`, the peer's transport, a fresh branch and
   `rport`); a request that has a Via keeps it (a CANCEL carries its INVITE's).
 - A UDP datagram identical, byte for byte, to the one that opened a live server transaction
@@ -113,6 +114,9 @@ class SipEndpoint:
         self._framers: dict[int | None, StreamFramer] = {}
         # Server transactions by the digest of the datagram that opened them.
         self._by_datagram: dict[bytes, ServerTransaction] = {}
+        # INVITE server transactions handed to the TU since the last `outputs()`: each gets
+        # its 100 Trying then, unless the TU has answered it.
+        self._trying: list[ServerTransaction] = []
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
@@ -220,7 +224,12 @@ class SipEndpoint:
         return self._events.popleft() if self._events else None
 
     def outputs(self) -> list[Output]:
-        """What to send and close, in order; the list is handed over."""
+        """What to send and close, in order; the list is handed over. Call it once the events
+        handed out before it are handled: an INVITE still unanswered then gets 100 Trying."""
+        if self._trying:
+            for transaction in self._trying:
+                transaction.send_trying()
+            self._trying.clear()
         outputs, self._outputs = self._outputs, []
         return outputs
 
@@ -316,6 +325,8 @@ class SipEndpoint:
         if merge_key is not None:
             self._merge[merge_key] = transaction
             transaction.merge_key = merge_key
+        if method == "INVITE":
+            self._trying.append(transaction)
         self._events.append(RequestReceived(request, transaction, peer))
 
     def _repeated(self, transaction: ServerTransaction, request: Request, peer: Peer,

@@ -73,7 +73,6 @@ class Timer(_Enum):
     L = "L"  # RFC 6026, server: absorb INVITE/ACK retransmissions after a 2xx
     M = "M"  # RFC 6026, client: pass up retransmitted (or forked) 2xx
     RETRANSMIT_2XX = "2xx"  # §13.3.1.4: the 2xx is resent until its ACK arrives
-    TRYING_100 = "100"  # §17.2.1: 100 Trying once the TU has not answered at once
 
 
 class Input(_Enum):
@@ -121,7 +120,6 @@ TRANSITIONS: dict[tuple[Kind, State, Trigger], State] = {
     (_NIC, _S.PROCEEDING, _I.FAILURE): _S.COMPLETED,
     (_NIC, _S.COMPLETED, _T.K): _S.TERMINATED,
     # Figure 7 (inputs are the TU's responses and the peer's ACK), with RFC 6026's Accepted.
-    (_IS, _S.PROCEEDING, _T.TRYING_100): _S.PROCEEDING,  # send 100 Trying
     (_IS, _S.PROCEEDING, _I.PROVISIONAL): _S.PROCEEDING,
     (_IS, _S.PROCEEDING, _I.SUCCESS): _S.ACCEPTED,
     (_IS, _S.PROCEEDING, _I.FAILURE): _S.COMPLETED,
@@ -151,7 +149,7 @@ STATE_TIMERS: dict[tuple[Kind, State], tuple[Timer, ...]] = {
     (_NIC, _S.TRYING): (_T.E, _T.F),
     (_NIC, _S.PROCEEDING): (_T.E, _T.F),  # still running from Trying
     (_NIC, _S.COMPLETED): (_T.K,),
-    (_IS, _S.PROCEEDING): (_T.TRYING_100,),
+    (_IS, _S.PROCEEDING): (),
     (_IS, _S.ACCEPTED): (_T.RETRANSMIT_2XX, _T.L),
     (_IS, _S.COMPLETED): (_T.G, _T.H),
     (_IS, _S.CONFIRMED): (_T.I,),
@@ -164,11 +162,6 @@ STATE_TIMERS: dict[tuple[Kind, State], tuple[Timer, ...]] = {
 _RETRANSMISSION_TIMERS = frozenset((_T.A, _T.E, _T.G, _T.RETRANSMIT_2XX))
 _ONLY_UNRELIABLE = frozenset((_T.A, _T.E, _T.G))  # reliable transports retransmit themselves
 _ZERO_IF_RELIABLE = frozenset((_T.D, _T.I, _T.J, _T.K))
-# The 100 Trying is due as soon as the INVITE arrives: it fires at the next timer run, after
-# the event has been handled, so an INVITE the TU answers finally in that same step (a digest
-# challenge) costs no 100, and every other one gets it at once (pyVoIP waits for a
-# provisional response before it takes a 200).
-TRYING_DELAY = 0.0
 # What names a request: all the endpoint's keys read from a finished transaction's request
 # (§8.2.2.2 merging, the ACK of a 2xx), and what a response to it copies (§8.2.6.2).
 _NAMING_HEADERS = ("via", "from", "to", "call-id", "cseq")
@@ -194,8 +187,6 @@ class Timers:
             return max(32.0, 64 * self.t1)  # "at least 32 s"
         if timer in (Timer.I, Timer.K):
             return self.t4
-        if timer is Timer.TRYING_100:
-            return TRYING_DELAY
         return 64 * self.t1  # B, F, H, J, L, M
 
 
@@ -287,7 +278,7 @@ class ServerTransaction(Transaction):
     response routing, RFC 3581 §4, for every request)."""
 
     __slots__ = ("key", "merge_key", "datagram_digest", "internal", "acked", "_response_bytes",
-                 "_to_tag")
+                 "_to_tag", "_trying_due")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer,
                  key: tuple[object, ...], now: float, *, internal: bool = False) -> None:
@@ -301,6 +292,9 @@ class ServerTransaction(Transaction):
         self.acked = False  # the ACK of our 2xx has arrived
         self._response_bytes: bytes | None = None
         self._to_tag: str | None = None
+        # §17.2.1: an INVITE gets 100 Trying at once, unless the TU answers it in the step it
+        # arrived in (a digest challenge needs none); see `send_trying`.
+        self._trying_due = invite
         self._enter(State.PROCEEDING if invite else State.TRYING, now)
 
     @property
@@ -335,8 +329,8 @@ class ServerTransaction(Transaction):
         answer, e.g. a 200 racing the 487 after a CANCEL."""
         if self.answered:
             return False
-        if Timer.TRYING_100 in self.deadlines:
-            self._host.disarm(self, Timer.TRYING_100)
+        if self._trying_due:
+            self._trying_due = False
             if 200 <= response.status < 300:  # a 2xx never comes without a provisional first
                 self._send(make_response(self.request, 100))
         if response.status > 100:
@@ -348,6 +342,13 @@ class ServerTransaction(Transaction):
             # bytes of the response: hold the headers that name the request, not all of it.
             self.request = _naming_part(self.request)
         return True
+
+    def send_trying(self) -> None:
+        """The step in which the INVITE arrived is over: if the TU has answered nothing yet,
+        100 Trying now (pyVoIP waits for a provisional response before it takes a 200)."""
+        if self._trying_due and self.state is State.PROCEEDING:
+            self._send(make_response(self.request, 100))
+        self._trying_due = False
 
     def receive_retransmission(self, peer: Peer) -> None:
         """The request came again: resend the latest response where figures 7/8 say so, to
@@ -374,9 +375,7 @@ class ServerTransaction(Transaction):
 
     def fire(self, timer: Timer, now: float) -> bool:
         """`timer` expired. True when the TU must be told of a timeout."""
-        if timer is Timer.TRYING_100:
-            self._send(make_response(self.request, 100))
-        elif timer is Timer.G or timer is Timer.RETRANSMIT_2XX:
+        if timer is Timer.G or timer is Timer.RETRANSMIT_2XX:
             assert self._response_bytes is not None
             self._host.transmit(self.peer, self._response_bytes)
             self._rearm(timer, now, min(2 * self._interval, self._host.timers.t2))
