@@ -607,3 +607,137 @@ def test_identical_datagrams_are_absorbed_before_parsing(
     assert isinstance(event, RequestReceived) and event.transaction is not transaction
 
 
+
+def _refuse_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(data: bytes) -> object:
+        raise AssertionError("the ACK was parsed")
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", refuse)
+
+
+def test_the_ack_of_a_failure_is_absorbed_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    answer(endpoint, transaction, 603, 0.1)
+    assert first_lines(endpoint) == ["SIP/2.0 603 Decline"]
+    ack = request_bytes("ACK", to_tag=transaction.to_tag, cseq_method="ACK")
+    _refuse_parsing(monkeypatch)
+    endpoint.receive_datagram(ack, UDP, 0.2)
+    assert transaction.state is State.CONFIRMED and endpoint.get_timer() == 5.2  # timer I
+    endpoint.receive_datagram(ack, UDP, 0.3)  # its retransmission
+    assert endpoint.stats.retransmissions_absorbed == 1
+    assert events(endpoint) == [] and sent(endpoint) == []
+
+
+def test_the_ack_of_a_stateless_challenge_is_dropped_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = SipEndpoint()
+    transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+    endpoint.respond_statelessly(transaction, make_response(
+        transaction.request, 407, to_tag=transaction.to_tag))
+    assert first_lines(endpoint) == ["SIP/2.0 407 Proxy Authentication Required"]
+    real_parse, parsed = endpoint_module.parse_datagram, []
+
+    def counting(data: bytes) -> object:
+        parsed.append(data)
+        return real_parse(data)
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", counting)
+    # Another To tag on that branch is not that challenge's ACK: parsed (it might be a 2xx's).
+    other = request_bytes("ACK", to_tag="other", cseq_method="ACK")
+    endpoint.receive_datagram(other, UDP, 0.1)
+    assert parsed == [other] and endpoint.stats.dropped == 1
+    endpoint.receive_datagram(request_bytes("ACK", to_tag=transaction.to_tag,
+                                            cseq_method="ACK"), UDP, 0.2)
+    assert parsed == [other] and endpoint.stats.dropped == 2
+    assert events(endpoint) == [] and sent(endpoint) == []
+
+
+def _via_lines(ack: bytes, lines: bytes) -> bytes:
+    head, _, rest = ack.partition(b"\r\nVia: ")
+    return head + b"\r\n" + lines + b"\r\n" + rest.split(b"\r\n", 1)[1]
+
+
+ACK_SHAPES = {
+    "plain": lambda ack: ack,
+    "compact and lower case": lambda ack: ack.replace(b"\r\nVia: ", b"\r\nv: ").replace(
+        b"\r\nTo: ", b"\r\nt:").replace(b"SIP/2.0/UDP", b"SIP/2.0/UDP"),
+    "odd spacing": lambda ack: ack.replace(b"\r\nVia: ", b"\r\nvIA \t:  ").replace(
+        b"\r\nTo: ", b"\r\nTO :"),
+    "folded Via": lambda ack: ack.replace(b";branch=", b"\r\n ;branch="),
+    "folded To": lambda ack: ack.replace(b";tag=", b"\r\n\t;tag="),
+    "Via folded after its branch": lambda ack: ack.replace(
+        b"z9hG4bKclient1", b"z9hG4bKclient1\r\n ;branch=z9hG4bKclient2"),
+    "To folded after its tag": lambda ack: ack.replace(
+        b"\r\nCall-ID:", b"\r\n ;tag=other\r\nCall-ID:"),
+    "bad second Via element": lambda ack: ack.replace(b"\r\nMax-Forwards:",
+                                                      b", ;;\r\nMax-Forwards:"),
+    "bare LF after the branch": lambda ack: ack.replace(b"z9hG4bKclient1",
+                                                        b"z9hG4bKclient1\n;x=y"),
+    "empty Via": lambda ack: ack.replace(b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch="
+                                         b"z9hG4bKclient1", b"Via: "),
+    "two Via elements": lambda ack: ack.replace(
+        b"\r\nMax-Forwards:", b", SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKx\r\nMax-Forwards:"),
+    "second Via line": lambda ack: ack.replace(
+        b"\r\nMax-Forwards:", b"\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKx\r\n"
+        b"Max-Forwards:"),
+    "bad second Via line": lambda ack: ack.replace(b"\r\nMax-Forwards:",
+                                                   b"\r\nVia: ;;\r\nMax-Forwards:"),
+    "bare LF inside the Via line": lambda ack: ack.replace(
+        b";branch=", b"\nX-Note: a;branch="),
+    "bare LF line ends": lambda ack: ack.replace(b"\r\n", b"\n"),
+    "Via in the body only": lambda ack: _via_lines(ack, b"X-Moved: 1").replace(
+        b"Content-Length: 0\r\n\r\n", b"Content-Length: 60\r\n\r\n\r\nVia: SIP/2.0/UDP "
+        b"192.0.2.10:5060;branch=z9hG4bKclient1\r\n\r\n" + b"x" * 5),
+    "a quoted branch": lambda ack: ack.replace(b"branch=z9hG4bKclient1",
+                                               b'branch="z9hG4bKclient1"'),
+    "two To lines": lambda ack: ack.replace(b"\r\nCall-ID:", b"\r\nTo: <sip:x@y>\r\nCall-ID:"),
+    "unreadable To": lambda ack: ack.replace(b"To: <sip:bob@example.com>", b"To: <sip:bob"),
+    "no To": lambda ack: b"\r\n".join(line for line in ack.split(b"\r\n")
+                                      if not line.startswith(b"To:")),
+    "broken request line": lambda ack: ack.replace(b" SIP/2.0\r\n", b"\r\n", 1),
+    "request line with extra spaces": lambda ack: ack.replace(b"ACK ", b"ACK  ", 1),
+    "header-like text in the request line": lambda ack: ack.replace(
+        b" SIP/2.0\r\n", b";x=\r\nVia:1 SIP/2.0\r\n", 1),
+    "RFC 2543 branch": lambda ack: ack.replace(b"z9hG4bKclient1", b"oldstyle1"),
+    "other branch": lambda ack: ack.replace(b"z9hG4bKclient1", b"z9hG4bKclient2"),
+    "other port": lambda ack: ack.replace(b"192.0.2.10:5060;", b"192.0.2.10:5062;"),
+    "host in upper case": lambda ack: ack.replace(b"UDP 192.0.2.10", b"UDP EXAMPLE.COM"),
+    "CSeq broken": lambda ack: ack.replace(b"CSeq: 1 ACK", b"CSeq: x ACK"),
+}
+
+
+def _outcome(endpoint: SipEndpoint, transactions: list[object]) -> tuple[object, ...]:
+    stats = endpoint.stats
+    return ([t.state for t in transactions],  # type: ignore[attr-defined]
+            [type(e).__name__ for e in events(endpoint)], first_lines(endpoint),
+            stats.dropped, stats.retransmissions_absorbed, stats.received, stats.rejected,
+            endpoint.get_timer())
+
+
+@pytest.mark.parametrize("shape", sorted(ACK_SHAPES))
+@pytest.mark.parametrize("answered", ["603", "challenged", "200", "unanswered"])
+def test_acks_absorbed_before_parsing_end_as_parsed_ones(
+        monkeypatch: pytest.MonkeyPatch, shape: str, answered: str) -> None:
+    """The quick reading of an ACK (`_ack_fields`) and the parser lead to the same outcome,
+    for every shape of ACK, whatever its INVITE got."""
+    outcomes = []
+    for quick in (True, False):
+        if not quick:
+            monkeypatch.setattr(endpoint_module, "_ack_fields", lambda data: None)
+        endpoint = SipEndpoint()
+        transaction = server_transaction(endpoint, request_bytes("INVITE"), 0.0)
+        sent(endpoint)
+        if answered == "challenged":
+            endpoint.respond_statelessly(transaction, make_response(
+                transaction.request, 407, to_tag=transaction.to_tag))
+        elif answered != "unanswered":
+            answer(endpoint, transaction, int(answered), 0.1)
+        sent(endpoint)
+        ack = ACK_SHAPES[shape](request_bytes("ACK", to_tag=transaction.to_tag,
+                                              cseq_method="ACK"))
+        for now in (0.2, 0.3):  # the ACK and its retransmission
+            endpoint.receive_datagram(ack, UDP, now)
+        outcomes.append(_outcome(endpoint, [transaction]))
+    assert outcomes[0] == outcomes[1]

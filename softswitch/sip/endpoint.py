@@ -25,10 +25,17 @@ Policies:
   is that request's retransmission (phones and SIPp resend the same bytes): it is matched by
   a digest of the datagram before any parsing. Under overload, when answers come later than
   T1 and every request is sent again, a repeat then costs a hash, not a parse.
+- The ACK of a 3xx-6xx (every blocked or challenged call sends one) is matched before
+  parsing, as Kamailio's sl/tm modules do: its one Via line and its To line are read, and an
+  ACK on the branch of an INVITE transaction that answered 3xx-6xx, or of a challenge
+  answered statelessly (with that challenge's To tag), is absorbed there. Anything else
+  (the ACK of a 2xx, another shape) is parsed and checked as every message is; the outcome
+  is the same either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import deque
@@ -46,7 +53,7 @@ from .events import (
     TransactionTimedOut,
     Transmit,
 )
-from .headers import HeaderError, Via
+from .headers import HeaderError, Via, parse_name_addr, parse_via
 from .message import Request, Response, make_response
 from .parser import (
     BadMessage,
@@ -75,6 +82,9 @@ __all__ = ["EndpointStats", "SipEndpoint", "Timers"]
 
 ServerKey = tuple[object, ...]
 DEFAULT_TIMERS = Timers()
+# INVITEs challenged statelessly whose ACK is absorbed unparsed: the latest ones, by key. An
+# ACK comes within a round trip; one that finds its entry gone is parsed, and dropped.
+MAX_CHALLENGED = 16384
 _AWAITING = (State.CALLING, State.TRYING, State.PROCEEDING)  # a client still without final
 _RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
 # An old `received` of the top Via, with or without a value, quoted or not (the grammar
@@ -117,11 +127,16 @@ class SipEndpoint:
         # INVITE server transactions handed to the TU since the last `outputs()`: each gets
         # its 100 Trying then, unless the TU has answered it.
         self._trying: list[ServerTransaction] = []
+        # INVITEs answered statelessly (challenges), by transaction key: the To tag of the
+        # answer, which their ACK carries.
+        self._challenged: dict[ServerKey, str] = {}
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
         """One UDP datagram: one message; octets after its Content-Length are ignored."""
         self.stats.received += 1
+        if data[:4] == b"ACK " and self._absorbed_ack(data, now):
+            return
         digest = _datagram_digest(data)
         repeated = self._by_datagram.get(digest)
         if repeated is not None:
@@ -196,6 +211,11 @@ class SipEndpoint:
             return
         self._outputs.append(Transmit(transaction.peer, response.to_bytes()))
         transaction.forget()
+        if transaction.kind is Kind.INVITE_SERVER:
+            challenged = self._challenged
+            challenged[transaction.key] = transaction.to_tag
+            if len(challenged) > MAX_CHALLENGED:
+                del challenged[next(iter(challenged))]
 
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Send `request` in a new client transaction; its responses come back as
@@ -328,6 +348,29 @@ class SipEndpoint:
         if method == "INVITE":
             self._trying.append(transaction)
         self._events.append(RequestReceived(request, transaction, peer))
+
+    def _absorbed_ack(self, data: bytes, now: float) -> bool:
+        """Absorb the ACK of a 3xx-6xx without parsing it (see the module doc): True when
+        done, with what parsing would have led to."""
+        fields = _ack_fields(data)
+        if fields is None:
+            return False
+        key, to_tag = fields
+        transaction = self._server.get(key)
+        if transaction is not None:
+            state = transaction.state
+            if state is not State.COMPLETED and state is not State.CONFIRMED:
+                return False  # a 2xx's ACK on the INVITE's branch goes up, parsed
+            transaction.receive_ack(now)
+            if state is State.CONFIRMED:
+                self.stats.retransmissions_absorbed += 1
+            return True
+        if to_tag is None or self._challenged.get(key) != to_tag:
+            return False
+        # The ACK of a stateless challenge: no transaction, and no 2xx bears that To tag.
+        del self._challenged[key]
+        self.stats.dropped += 1
+        return True
 
     def _repeated(self, transaction: ServerTransaction, request: Request, peer: Peer,
                   now: float) -> None:
@@ -532,6 +575,50 @@ def _fill_via(request: Request, via: Via, peer: Peer) -> None:
     elements[0] = f"{top};received={source}"
     via.params["received"] = source
     request.replace_line(index, ", ".join(elements), keep_parsed=True)
+
+
+# A Via or To header line, under any spelling the parser takes, for `_ack_fields`.
+_VIA_OR_TO_LINE = re.compile(rb"\r\n(?:(via|v)|to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+
+
+def _ack_fields(data: bytes) -> tuple[ServerKey, str | None] | None:
+    """The server key and the To tag of an ACK datagram, read without parsing it whole; None
+    when it is not of the plain shape for which this gives what the parser would: CRLF line
+    ends, a readable request line, one Via line of one via-parm, no folded Via or To line.
+    The To tag is that of the first To line (None: none, or unreadable). (The key has the shape
+    of an RFC 3261 transaction's: an RFC 2543 one's is never found by it.)"""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    start_line = data[:data.find(b"\r\n")].split()
+    if len(start_line) < 3 or not start_line[-1].startswith(b"SIP/"):
+        return None  # the parser would drop it, or answer 400
+    via_values: list[bytes] = []
+    to_values: list[bytes] = []
+    for line in _VIA_OR_TO_LINE.finditer(data, 0, end + 2):
+        after = line.end()
+        if data[after:after + 2] != b"\r\n" or data[after + 2:after + 3] in (b" ", b"\t"):
+            return None  # a bare CR or LF, or a continuation line: the parser joins them
+        (via_values if line.group(1) else to_values).append(line.group(2))
+    if len(via_values) != 1:
+        return None
+    elements = abnf.split_list(_text(via_values[0]))
+    if len(elements) != 1:
+        return None
+    try:
+        via = parse_via(elements[0])
+    except HeaderError:
+        return None
+    to_tag = None
+    if to_values:  # more than one is a 400 for the parser: an ACK it drops all the same
+        with contextlib.suppress(HeaderError):
+            to_tag = parse_name_addr(_text(to_values[0])).tag
+    return (via.branch, via.host, via.port, "INVITE"), to_tag
+
+
+def _text(value: bytes) -> str:
+    """A header value as the parser reads it."""
+    return value.decode("utf-8", "surrogateescape").strip(abnf.LWS)
 
 
 def _datagram_digest(data: bytes) -> bytes:
