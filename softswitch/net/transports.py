@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import re
 import socket
 from collections.abc import Callable
@@ -36,6 +37,10 @@ security_log = logging.getLogger("softswitch.security")
 
 MAX_TCP_CONNECTIONS = 4096  # beyond this a new connection is closed at once
 MAX_TCP_WRITE_BUFFER = 1 << 20  # a peer that does not read its answers is dropped past 1 MiB
+# The endpoint's timers (T1 = 500 ms and up) run up to this late: the loop timer is armed at
+# the end of the slot the earliest deadline falls in, so one firing serves every deadline of
+# the slot and a new transaction's timers rarely move it (no re-arming per message).
+TIMER_SLOT = 0.005
 
 
 class SipStack:
@@ -154,6 +159,8 @@ class SipStack:
         finally:
             self._flushing = False
         deadline = endpoint.get_timer()
+        if deadline is not None:
+            deadline = math.ceil(deadline / TIMER_SLOT) * TIMER_SLOT
         if deadline != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
