@@ -213,6 +213,10 @@ FAST_PATH_SAMPLES = [
     # digits of other scripts are not DIGIT: Arabic-Indic port and host, full-width port
     "<sip:u@h:\u0665\u0660\u0666\u0660>", "<sip:u@\u0661\u0662\u0667.0.0.1>",
     "<sip:u@h:\uff15\uff10\uff16\uff10>",
+    # display names: quoted (without escapes: the fast path's), empty, spaced, escaped, tokens
+    '"09010000001" <sip:09010000001@bench.test>;tag=1', '""<sip:u@h>', '"a b"  \t<sip:u@h>',
+    '"a\\"b" <sip:u@h>', '"\u00dcn\u00ef" <sip:u@h>', '"a" sip:u@h', 'Alice <sip:u@h>',
+    '"a"b <sip:u@h>', '"a\tb"<sip:u@h>;x', ' "a" <sip:u@h>',
 ]
 URI_SAMPLES = [
     "sip:09010000001@bench.test", "SIP:U@H.example.COM:5060;Transport=UDP", "sips:h",

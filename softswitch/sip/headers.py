@@ -159,11 +159,12 @@ def _skip_lws(text: str, pos: int) -> int:
     return pos
 
 
-# The shape nearly every phone writes: <sip:user@host:port;uri-params>;header-params, no
-# display name, no escapes. Matched by one regex (the URI's host by the grammar's own rules);
+# The shape nearly every phone writes: ["display name" ]<sip:user@host:port;uri-params>;
+# header-params, no escapes. Matched by one regex (the URI's host by the grammar's own rules);
 # anything else takes the full grammar. A test holds the two paths together.
 _PLAIN_NAME_ADDR = re.compile(
-    rf"<{PLAIN_SIP_URI}>((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
+    rf'(?:"([^"\\\r\n]*)"[ \t]*)?<{PLAIN_SIP_URI}>'
+    r"((?:;[a-zA-Z0-9\-.!*_+`'~]+(?:=[a-zA-Z0-9\-.!*_+`'~]+)?)*)"
 )
 _PLAIN_VIA = re.compile(
     rf"SIP/2\.0/([A-Z]+) ({abnf.IPV4.pattern}|{abnf.HOSTNAME.pattern})(?::([0-9]{{1,5}}))?"
@@ -178,10 +179,10 @@ _IPV6_VALUE = re.compile(r"[0-9a-fA-F]*:[0-9a-fA-F:.]*")
 def parse_name_addr(value: str) -> NameAddr:
     plain = _PLAIN_NAME_ADDR.fullmatch(value)
     if plain is not None:
-        scheme, user, host, port, uri_params, params = plain.groups()
+        display, scheme, user, host, port, uri_params, params = plain.groups()
         uri = plain_sip_uri(scheme, user, host, port, uri_params)
         if uri is not None:
-            return NameAddr(uri, None, plain_params(params) if params else {})
+            return NameAddr(uri, display, plain_params(params) if params else {})
     return parse_name_addr_by_grammar(value)
 
 
