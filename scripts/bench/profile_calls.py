@@ -283,20 +283,32 @@ async def spawned(case: str, calls: int, concurrency: int) -> None:
         phone = await _phone(case, server.port)
         worker, peer = await drive(case, calls, concurrency, server.port, phone)
         pids = server.pids()
-        before, started = call_bench.cpu_seconds(pids), time.perf_counter()
+        before, started = _user_system(pids), time.perf_counter()
         machine = call_bench.process_ticks()
         ours = time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu, ours = call_bench.cpu_seconds(pids) - before, time.process_time() - ours
+        user, system = (after - first for after, first in zip(_user_system(pids), before,
+                                                              strict=True))
+        cpu, ours = user + system, time.process_time() - ours
         others = call_bench.others_seconds(machine, call_bench.process_ticks(),
                                            {os.getpid(), *pids})
         peer.transport.close()
     finally:
         call_bench.stop(server.process)
     print(f"{case}: {calls} calls in {elapsed:.1f} s = {calls / elapsed:.0f}/s; server CPU "
-          f"{1000 * cpu / calls:.3f} ms per call; peer {1000 * ours / calls:.3f} ms; other "
-          f"processes used {100 * others / elapsed:.0f}% of a core meanwhile")
+          f"{1000 * cpu / calls:.3f} ms per call ({100 * system / max(cpu, 1e-9):.0f}% in the "
+          f"kernel); peer {1000 * ours / calls:.3f} ms; other processes used "
+          f"{100 * others / elapsed:.0f}% of a core meanwhile")
+
+
+def _user_system(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of the processes."""
+    user = system = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user / call_bench.TICKS, system / call_bench.TICKS
 
 
 def main() -> None:
