@@ -35,7 +35,6 @@ Policies:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from collections import deque
@@ -355,7 +354,7 @@ class SipEndpoint:
         fields = _ack_fields(data)
         if fields is None:
             return False
-        key, to_tag = fields
+        key, to_value = fields
         transaction = self._server.get(key)
         if transaction is not None:
             state = transaction.state
@@ -365,7 +364,8 @@ class SipEndpoint:
             if state is State.CONFIRMED:
                 self.stats.retransmissions_absorbed += 1
             return True
-        if to_tag is None or self._challenged.get(key) != to_tag:
+        challenge_tag = self._challenged.get(key)
+        if challenge_tag is None or to_value is None or _tag_of(to_value) != challenge_tag:
             return False
         # The ACK of a stateless challenge: no transaction, and no 2xx bears that To tag.
         del self._challenged[key]
@@ -581,12 +581,13 @@ def _fill_via(request: Request, via: Via, peer: Peer) -> None:
 _VIA_OR_TO_LINE = re.compile(rb"\r\n(?:(via|v)|to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
-def _ack_fields(data: bytes) -> tuple[ServerKey, str | None] | None:
-    """The server key and the To tag of an ACK datagram, read without parsing it whole; None
-    when it is not of the plain shape for which this gives what the parser would: CRLF line
-    ends, a readable request line, one Via line of one via-parm, no folded Via or To line.
-    The To tag is that of the first To line (None: none, or unreadable). (The key has the shape
-    of an RFC 3261 transaction's: an RFC 2543 one's is never found by it.)"""
+def _ack_fields(data: bytes) -> tuple[ServerKey, bytes | None] | None:
+    """The server key and the first To line's value of an ACK datagram, read without parsing
+    it whole; None when it is not of the plain shape for which this gives what the parser
+    would: CRLF line ends, a readable request line, one Via line of one via-parm, no folded
+    Via or To line. (The key has the shape of an RFC 3261 transaction's: an RFC 2543 one's is
+    never found by it. More than one To line is a 400 for the parser: an ACK it drops all the
+    same.)"""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -609,11 +610,15 @@ def _ack_fields(data: bytes) -> tuple[ServerKey, str | None] | None:
         via = parse_via(elements[0])
     except HeaderError:
         return None
-    to_tag = None
-    if to_values:  # more than one is a 400 for the parser: an ACK it drops all the same
-        with contextlib.suppress(HeaderError):
-            to_tag = parse_name_addr(_text(to_values[0])).tag
-    return (via.branch, via.host, via.port, "INVITE"), to_tag
+    return (via.branch, via.host, via.port, "INVITE"), to_values[0] if to_values else None
+
+
+def _tag_of(to_value: bytes) -> str | None:
+    """The tag of a To line's value; None if it has none or cannot be read."""
+    try:
+        return parse_name_addr(_text(to_value)).tag
+    except HeaderError:
+        return None
 
 
 def _text(value: bytes) -> str:
