@@ -37,6 +37,7 @@ security_log = logging.getLogger("softswitch.security")
 
 MAX_TCP_CONNECTIONS = 4096  # beyond this a new connection is closed at once
 MAX_TCP_WRITE_BUFFER = 1 << 20  # a peer that does not read its answers is dropped past 1 MiB
+MAX_UDP_PEERS_KEPT = 4096  # source addresses whose Peer a UDP socket keeps for reuse
 # The endpoint's timers (T1 = 500 ms and up) run up to this late: the loop timer is armed at
 # the end of the slot the earliest deadline falls in, so one firing serves every deadline of
 # the slot and a new transaction's timers rarely move it (no re-arming per message).
@@ -201,10 +202,9 @@ class SipStack:
                 return transport
         return None
 
-    def _datagram(self, data: bytes, addr: tuple[str, int], local: int) -> None:
+    def _datagram(self, data: bytes, peer: Peer) -> None:
         if self._trace:
-            log.debug("SIP from udp %s:%s\n%s", addr[0], addr[1], _redacted(data))
-        peer = Peer("udp", addr[0], addr[1], local=local)
+            log.debug("SIP from udp %s:%s\n%s", peer.host, peer.port, _redacted(data))
         self.endpoint.receive_datagram(data, peer, self._loop.time())
         self.flush()
 
@@ -247,10 +247,17 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, stack: SipStack, index: int) -> None:
         self.stack = stack
         self.index = index
+        # The Peer of each source address, made once: a phone sends many datagrams.
+        self._peers: dict[tuple[str, int], Peer] = {}
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        peer = self._peers.get(addr)
+        if peer is None:
+            if len(self._peers) >= MAX_UDP_PEERS_KEPT:  # spoofed sources: start afresh
+                self._peers.clear()
+            peer = self._peers[addr] = Peer("udp", addr[0], addr[1], local=self.index)
         try:
-            self.stack._datagram(data, addr, self.index)
+            self.stack._datagram(data, peer)
         except Exception:  # one bad datagram must never stop the socket
             log.exception("datagram from %s dropped", addr)
 
