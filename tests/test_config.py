@@ -652,3 +652,12 @@ def test_a_bad_trusted_peer_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sip\.trusted_peers\[1\]: must be an IP address"):
         load_config(write(tmp_path, "sip: {domain: example.net, "
                                     "trusted_peers: [192.0.2.1, carrier.example]}"))
+
+
+def test_the_readme_softphone_credentials_are_an_example_subscriber() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    user = re.search(r"user `([0-9]+)`", readme)
+    password = re.search(r"password `([^`]+)`", readme)
+    assert user is not None and password is not None
+    config = load_config(EXAMPLE)
+    assert [s.sip_password for s in config.subscribers if s.number == user[1]] == [password[1]]
