@@ -130,6 +130,38 @@ def test_a_calls_b_b_answers_media_flows_phone_to_phone_and_either_hangs_up(
 
 
 @needs_pjsua2
+def test_hold_resume_and_digits_are_relayed_between_the_legs(
+        server: ServerProcess, phones: Callable[..., Softphone]) -> None:
+    """re-INVITE (hold, resume) from the caller reaches the callee through the other dialog,
+    and its answer comes back; RFC 2833 digits flow phone to phone."""
+    alice = phones("alice", A)
+    bob = phones("bob", B)
+    outgoing = alice.call(f"sip:{B}@{server.address}")
+    incoming = int(str(bob.expect("incoming")["call"]))
+    alice.expect("state", call=outgoing, state="CONFIRMED")
+    bob.wait_for_packets(incoming, rx=PACKETS, tx=PACKETS)
+    alice.send(f"dtmf 12# {outgoing}")
+    assert [str(bob.expect("dtmf", call=incoming)["digit"]) for _ in range(3)] == [
+        "1", "2", "#"]
+
+    alice.send(f"hold {outgoing}")
+    alice.expect("media", call=outgoing, status="local_hold", dir="sendonly")
+    bob.expect("media", call=incoming, status="remote_hold", dir="recvonly")
+    on_hold = bob.stats(incoming)
+    alice.wait_for_packets(outgoing, tx=packets(alice.stats(outgoing), "tx") + PACKETS)
+    assert packets(bob.stats(incoming), "tx") == packets(on_hold, "tx")  # bob is silent
+
+    alice.send(f"resume {outgoing}")
+    alice.expect("media", call=outgoing, status="active", dir="sendrecv")
+    bob.expect("media", call=incoming, status="active", dir="sendrecv")
+    bob.wait_for_packets(incoming, tx=packets(on_hold, "tx") + PACKETS)
+    bob.send(f"hold {incoming}")  # and from the callee's side
+    alice.expect("media", call=outgoing, status="remote_hold")
+    alice.send(f"hangup {outgoing}")
+    bob.expect("disconnected", call=incoming)
+
+
+@needs_pjsua2
 @needs_linphonec
 def test_pjsua2_calls_linphonec(tmp_path: Path, server: ServerProcess,
                                 phones: Callable[..., Softphone]) -> None:
