@@ -252,7 +252,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.stack = stack
         self.index = index
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             self.stack._datagram(data, addr, self.index)
         except Exception:  # one bad datagram must never stop the socket
