@@ -277,6 +277,21 @@ def test_an_account_under_attack_still_registers_from_its_owners_address(
             f"user={ONE} method=REGISTER reason=account-under-attack") in lines
 
 
+def test_after_a_restart_the_owner_is_known_by_the_address_of_its_binding(
+        server: ServerProcess, phones) -> None:
+    owner = phones("127.0.0.1")
+    assert owner.answer(owner.challenge()).status == 200
+    server.restart()  # what this process learnt is gone; the binding in the store is not
+    for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        guesser = phones(host)
+        challenge = guesser.challenge()
+        for nc in range(1, 11):
+            assert guesser.answer(challenge, password="guess", nc=nc).status == 403
+    stranger = phones("127.0.0.5")
+    assert stranger.answer(stranger.challenge()).status == 403
+    assert owner.answer(owner.challenge()).status == 200
+
+
 # ---- replay (item 8) ------------------------------------------------------------------------
 
 
