@@ -207,6 +207,13 @@ def test_a_password_guesser_is_banned_while_another_source_registers(
     assert guesser.register().status == 403
     assert guesser.answer(challenge, nc=201).status == 403
     assert contacts(server) == {f"sip:{ONE}@127.0.0.2:{owner.port}"}
+    # ... nor calls the remote-access number to guess PINs instead (the DTMF test stands in)
+    invite = (f"INVITE sip:1999@127.0.0.1:{server.port} SIP/2.0\r\n"
+              f"Via: SIP/2.0/UDP 127.0.0.1:{guesser.port};branch=z9hG4bK-banned-call\r\n"
+              f"From: <sip:guess@{DOMAIN}>;tag=g\r\nTo: <sip:1999@{DOMAIN}>\r\n"
+              "Call-ID: banned-call\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+              f"Contact: <sip:guess@127.0.0.1:{guesser.port}>\r\nContent-Length: 0\r\n\r\n")
+    assert guesser.send(invite.encode()).status == 403
 
     lines = security_lines(server)
     source = f"source=udp:127.0.0.1:{guesser.port}"
