@@ -760,3 +760,11 @@ async def test_a_failing_store_is_told_as_try_later_and_logged(
     assert await line.ended() == ["try_later"]
     assert "the flow of voicemail_start failed" in caplog.text
     assert "disk I/O error" in caplog.text
+
+
+async def test_1442_when_the_last_caller_was_the_subscriber_itself(switch: Switch) -> None:
+    switch.services.last_caller.record(D1, D1)
+    line = switch.dial("blocklist_register_last")
+    await line.press(f"{PIN}#")
+    assert await line.ended() == ["enter_pin", "blocklist_invalid_number"]
+    assert (await switch.state())["blocklist"] == []

@@ -42,7 +42,11 @@ async def register_last_caller(guide: Guidance, context: FlowContext, number: st
     elif last.caller is None:
         await guide.call.play("blocklist_last_caller_withheld")
     else:
-        result = await commit(context.services.blocklist.add(number, last.caller))
+        try:
+            result = await commit(context.services.blocklist.add(number, last.caller))
+        except (InvalidNumber, OwnNumber):  # the subscriber called the own number
+            await guide.call.play("blocklist_invalid_number")
+            return
         await guide.call.play("blocklist_last_caller_registered" if result is BlockResult.ADDED
                               else ADDED[result])
 
