@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, NoReturn
 
 import yaml
@@ -326,9 +327,11 @@ class MenusConfig:
     remote: RemoteMenuKeys = field(default_factory=RemoteMenuKeys)
 
 
-def menu_keys(keys: Any) -> dict[str, str]:
+@functools.cache  # the menus are frozen: worked out once, not at every menu of every call
+def menu_keys(keys: Any) -> Mapping[str, str]:
     """A menu's choices, key -> the choice's name, from one of the *Keys dataclasses above."""
-    return {getattr(keys, spec.name): spec.name for spec in dataclasses.fields(keys)}
+    return MappingProxyType(
+        {getattr(keys, spec.name): spec.name for spec in dataclasses.fields(keys)})
 
 
 @dataclass(slots=True, frozen=True)

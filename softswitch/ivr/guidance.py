@@ -1,9 +1,9 @@
 """The pieces every service menu is made of (SERVICES.md, "Menus, key by key"), so that a flow
 reads like the voice guidance it speaks:
 
-    choice = await guide.menu("blocklist_menu", menu_keys(keys))  # `*` says it again
-    number = await guide.number("blocklist_enter_number")       # digits, then `#`
-    if await guide.confirm(["you_entered", *readout(number)]):  # `1` confirm / `2` again
+    choice = await guide.menu("blocklist_menu", menu_keys(keys))  # one key; `*` repeats
+    number = await guide.number("blocklist_enter_number")         # digits, then `#`
+    if await guide.confirm(["you_entered", *readout(number)]):    # `1` confirm / `2` again
 
 Every prompt may be cut short by a key, and that key counts (type-ahead). A wrong or missing
 entry is told ("入力が正しくありません" / "入力が確認できませんでした") and the question asked
@@ -23,7 +23,7 @@ MENU_TIMEOUT = 6.0  # seconds after a menu for its key
 ENTRY_TIMEOUT = 8.0  # seconds after a question for its first key
 INTER_DIGIT_TIMEOUT = 5.0  # seconds between the keys of a number
 NUMBER_MAX_DIGITS = 16  # a national number, or 81 and the number
-PIN_MAX_DIGITS = 8  # a PIN is 4 digits; a longer entry is refused, not cut
+PIN_MAX_DIGITS = 8  # a PIN is 4 digits: a longer entry is taken whole (and fails), not cut
 
 
 class GaveUp(Exception):  # noqa: N818 - an outcome, not a programming error
