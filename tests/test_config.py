@@ -703,3 +703,12 @@ def test_bad_menu_keys_are_refused_at_start(tmp_path: Path, menus: str, field: s
 def test_counts_the_menus_read_aloud_are_bounded(tmp_path: Path) -> None:
     error = error_of(tmp_path, "sip: {domain: x.test}\nservices: {blocklist_max: 200}\n")
     assert error.field == "services.blocklist_max" and "between 1 and 199" in error.problem
+
+
+def test_the_readme_softphone_credentials_are_an_example_subscriber() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    user = re.search(r"user `([0-9]+)`", readme)
+    password = re.search(r"password `([^`]+)`", readme)
+    assert user is not None and password is not None
+    config = load_config(EXAMPLE)
+    assert [s.sip_password for s in config.subscribers if s.number == user[1]] == [password[1]]

@@ -109,12 +109,34 @@ async def test_every_kind_of_routing_change_refreshes_the_view(
     assert kenji is not None and kenji.voicemail == VoicemailSettings(False, 40, False)
 
 
-async def test_concurrent_syncs_share_one_poll(directory: SubscriberDirectory) -> None:
+async def test_concurrent_syncs_share_one_poll(directory: SubscriberDirectory,
+                                               provisioned: Store) -> None:
     directory.min_interval = 0.05  # wide enough that every caller below arrives inside it
     await directory.sync()
+    async with provisioned.writing() as connection:  # something to read
+        await provisioned.record_changes(connection, "blocklist", [KENJI])
     before = directory.polls
     await asyncio.gather(*(directory.sync() for _ in range(200)))
     assert directory.polls - before == 1
+
+
+async def test_a_sync_with_nothing_committed_since_the_last_poll_reads_nothing(
+        directory: SubscriberDirectory, provisioned: Store) -> None:
+    """SQLite's data_version, read on the event loop, tells that no connection committed
+    since the last poll began: the barrier holds without a poll."""
+    await directory.sync()
+    before = directory.polls
+    for _ in range(100):
+        await directory.sync()
+    no_commit = directory.polls - before
+    async with provisioned.writing() as connection:
+        await connection.execute(insert(blocklist).values(
+            number=KENJI, blocked_number="0612345678", created_at=NOW))
+        await provisioned.record_changes(connection, "blocklist", [KENJI])
+    await directory.sync()
+    kenji = directory.callee(KENJI)
+    assert kenji is not None and kenji.blocklist == frozenset({"0612345678"})
+    assert (no_commit, directory.polls - before) == (0, 1)
 
 
 async def test_a_failed_poll_fails_the_sync_and_the_next_one_recovers(
@@ -246,6 +268,9 @@ class GatedFeed:
 
     async def prune(self, before: int) -> int:
         return 0
+
+    def commit_stamp(self) -> object | None:
+        return None  # as on PostgreSQL: every sync waits for a poll
 
     def commit(self, number: str) -> None:
         self.committed.append(Change(len(self.committed) + 1, number, "bindings", "there"))

@@ -14,6 +14,7 @@ from .model import CallRecord
 from .repositories import CallRecordRepository
 
 log = logging.getLogger(__name__)
+_FIELDS = tuple(field.name for field in dataclasses.fields(CallRecord))
 
 
 class CallRecords:
@@ -36,8 +37,9 @@ class CallRecords:
             await self._repository.add_call_records(batch)
         finally:  # the file keeps the records even when the store could not
             if self.cdr_file is not None:
-                lines = "".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False)
-                                + "\n" for record in batch)
+                lines = "".join(json.dumps(
+                    {name: getattr(record, name) for name in _FIELDS}, ensure_ascii=False)
+                    + "\n" for record in batch)
                 try:
                     await asyncio.to_thread(_append, self.cdr_file, lines)
                 except OSError as error:

@@ -66,3 +66,7 @@ class ChangeFeed(Protocol):
 
     async def prune(self, before: int) -> int:
         """Delete changes before position `before`; how many went."""
+
+    def commit_stamp(self) -> object | None:
+        """A token, read at once, that changes whenever anything is committed to the store
+        (SQLite's data_version); None where the store has none (PostgreSQL)."""

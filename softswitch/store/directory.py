@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 
 from softswitch.services.feed import DirectorySnapshot, FeedPoll
+from softswitch.store.fast_sqlite import SqliteReader
 from softswitch.store.schema import changes
 from softswitch.store.store import Store
 
@@ -26,6 +27,10 @@ class SqlChangeFeed:
 
     async def poll(self, after: int) -> FeedPoll:
         return await self._store.reader.poll(after)
+
+    def commit_stamp(self) -> object | None:
+        reader = self._store.reader
+        return reader.commit_stamp() if isinstance(reader, SqliteReader) else None
 
     async def prune(self, before: int) -> int:
         async with self._store.writing() as connection:

@@ -10,7 +10,7 @@ subscriber's state is recorded in the change feed in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from sqlalchemy import Table, case, delete, false, func, insert, select, true, update
@@ -347,6 +347,9 @@ class SqlLastCallers:
         self._store = store
 
     async def set_last_callers(self, calls: Sequence[tuple[str, str | None, float]]) -> None:
+        if await self._store.execute_many(_LAST_CALLER_UPSERT, [
+                (number, caller, at, number) for number, caller, at in calls]):
+            return
         async with self._store.writing() as connection:
             known = set((await connection.execute(
                 select(subscribers.c.number)
@@ -369,13 +372,29 @@ class SqlLastCallers:
         return None if row is None else LastCaller(row.caller, row.at)
 
 
+# A subscriber's last caller, unless the subscriber is gone meanwhile (SQLite's dialect).
+_LAST_CALLER_UPSERT = (
+    f"INSERT INTO {last_callers.name} (number, caller, at) SELECT ?, ?, ? WHERE EXISTS "
+    f"(SELECT 1 FROM {subscribers.name} WHERE number = ?) "
+    "ON CONFLICT (number) DO UPDATE SET caller = excluded.caller, at = excluded.at")
+
+
 class SqlCallRecords:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     async def add_call_records(self, records: Sequence[CallRecord]) -> None:
+        if await self._store.execute_many(_CALL_RECORD_INSERT, [
+                tuple(getattr(record, name) for name in _CALL_RECORD_FIELDS)
+                for record in records]):
+            return
         async with self._store.writing() as connection:
             await connection.execute(insert(call_records), [asdict(record) for record in records])
+
+
+_CALL_RECORD_FIELDS = tuple(field.name for field in fields(CallRecord))
+_CALL_RECORD_INSERT = (f"INSERT INTO {call_records.name} ({', '.join(_CALL_RECORD_FIELDS)}) "
+                       f"VALUES ({', '.join('?' * len(_CALL_RECORD_FIELDS))})")
 
 
 class SqlPins:

@@ -173,9 +173,12 @@ class CallRouter:
         dialled = request_user(request)
         identified = self.identity.identify(request, peer, dialled)
         if isinstance(identified, Rejected):
-            self.ivr.reply(transaction, make_response(
-                request, identified.status, identified.reason, to_tag=transaction.to_tag,
-                headers=list(identified.headers)))
+            response = make_response(request, identified.status, identified.reason,
+                                     to_tag=transaction.to_tag,
+                                     headers=list(identified.headers))
+            # A challenge is answered statelessly (RFC 3261 §8.2.7), as REGISTER's are: it
+            # is most of what a scanner or a caller costs us, and a repeat gets a fresh one.
+            self.ivr.reply(transaction, response, stateless=identified.status == 407)
             return
         admission = self.admission.admit(peer, authenticated=identified.verified,
                                          trusted=identified.caller.trusted)

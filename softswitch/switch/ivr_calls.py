@@ -81,6 +81,9 @@ class SipSender(Protocol):
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None: ...
 
+    def respond_statelessly(self, transaction: ServerTransaction,
+                            response: Response) -> None: ...
+
 
 @dataclass(slots=True, frozen=True)
 class CallParty:
@@ -218,9 +221,13 @@ class IvrCalls:
                  stream.port)
 
     # ---- shared helpers ---------------------------------------------------------------------
-    def reply(self, transaction: ServerTransaction, response: Response) -> None:
+    def reply(self, transaction: ServerTransaction, response: Response, *,
+              stateless: bool = False) -> None:
         response.add("server", self.server_name)
-        self.sip.respond(transaction, response)
+        if stateless:
+            self.sip.respond_statelessly(transaction, response)
+        else:
+            self.sip.respond(transaction, response)
 
     def respond(self, transaction: ServerTransaction, status: int, *, body: bytes = b"",
                 contact: str | None = None, headers: Iterable[tuple[str, str]] = (),
