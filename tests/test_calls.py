@@ -395,7 +395,7 @@ def test_an_unauthenticated_caller_reaches_only_the_public_numbers(
         tmp_path: Path, server: ServerProcess, silent_pcap: Path) -> None:
     nobody = tmp_path / "nobody.csv"
     nobody.write_text(f"SEQUENTIAL\n0312345678;[authentication];{DOMAIN}\n")
-    for public in ("1999",):  # the remote-access number joins with its flow (issue 10)
+    for public in ("1999", "1400"):
         call = run_caller("uac_auth_call.xml", server.port, public, nobody, tmp_path,
                           {"pcap": str(silent_pcap)}, duration_ms=300)
         assert call.returncode == 0, call.failure(f"{public} not answered")

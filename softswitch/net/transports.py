@@ -368,9 +368,16 @@ def _tcp_source(host: str, port: int) -> str:
 
 
 _DIGEST_RESPONSE = re.compile(rb'(response\s*=\s*)"?[0-9a-fA-F]+"?')
+_DTMF_BODY = re.compile(rb"^(content-type|c)[ \t]*:[ \t]*application/dtmf", re.I | re.M)
+_DTMF_SIGNAL = re.compile(rb"^(signal[ \t]*=[ \t]*)\S+", re.I | re.M)
 
 
 def _redacted(data: bytes) -> str:
-    """A message for the debug trace, with digest responses hidden: nonce and response
-    together would allow an offline guess of the phone's password."""
-    return _DIGEST_RESPONSE.sub(rb'\1"..."', data).decode("utf-8", "replace")
+    """A message for the debug trace, with digest responses hidden (nonce and response
+    together would allow an offline guess of the phone's password) and the key of a DTMF INFO
+    (one of a PIN's digits, maybe)."""
+    data = _DTMF_SIGNAL.sub(rb"\1*", _DIGEST_RESPONSE.sub(rb'\1"..."', data))
+    head, blank, body = data.partition(b"\r\n\r\n")  # the whole of a datagram's body
+    if body and _DTMF_BODY.search(head):
+        data = head + blank + b"(a key: not logged)"
+    return data.decode("utf-8", "replace")
