@@ -2,7 +2,8 @@
 
 - A trusted peer (`sip.trusted_peers`: a carrier interconnect, the load balancer in front of
   us) asserts the caller: P-Asserted-Identity, else From, normalised to national format
-  (`+8190…` -> `090…`). It is not challenged.
+  (`+8190…` -> `090…`). It is not challenged, and a caller it asserts is on their own line
+  (behind a load balancer that authenticated the phone, the dial codes work).
 - Anyone else calling a subscriber or a dial code is challenged (407, the same digest
   credentials and defences as REGISTER: switch/auth.py), and the From must be the
   subscriber who authenticated (403 otherwise).
@@ -90,9 +91,10 @@ def asserted_caller(request: Request) -> Caller:
             continue
         number, anonymous = _number_of(uri)
         if number is not None:
-            return Caller(number, trusted=True, withheld=withheld or anonymous)
+            return Caller(number, subscriber=number, trusted=True,
+                          withheld=withheld or anonymous)
     number, anonymous = _number_of(_from_uri(request))
-    return Caller(number, trusted=True, withheld=withheld or anonymous)
+    return Caller(number, subscriber=number, trusted=True, withheld=withheld or anonymous)
 
 
 def _from_uri(request: Request) -> Uri | None:
