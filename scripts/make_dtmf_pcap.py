@@ -9,6 +9,7 @@ The addresses and ports written here are placeholders that SIPp rewrites.
     make_dtmf_pcap.py 123# out.pcap --duplicate 1.0 --reorder 0.3 --seed 7
     make_dtmf_pcap.py 123# out.pcap --inband --codec PCMA
     make_dtmf_pcap.py 123# out.pcap --both
+    make_dtmf_pcap.py 09011110001#,,1234#,9 out.pcap    (each "," waits one second)
 
 Events: each digit is sent as event packets every 20 ms for --duration-ms, the
 last one three times with the E bit set (RFC 4733 §2.5.1.4), then --gap-ms of
@@ -45,6 +46,8 @@ SAMPLE_RATE = 8000
 FRAME = 160  # samples per 20 ms
 SILENCE = {"PCMU": 0xFF, "PCMA": 0xD5}
 STATIC_PT = {"PCMU": 0, "PCMA": 8}
+PAUSE = ","  # one second without a key, as dialers write it
+PAUSE_FRAMES = 50
 
 
 def frame(payload: bytes, sport: int = 6000, dport: int = 6000) -> bytes:
@@ -108,6 +111,14 @@ def event_packets(digits: str, pt: int, duration_ms: int, gap_ms: int, volume: i
     seq, ts, t, ssrc = 1, 0, 0.0, 0x2833
     silence = bytes([SILENCE[codec]]) * FRAME
     for digit in digits:
+        if digit == PAUSE:
+            for _ in range(PAUSE_FRAMES):
+                if with_audio:
+                    yield t, rtp(STATIC_PT[codec], seq, ts, ssrc, silence, marker=False)
+                    seq += 1
+                ts += FRAME
+                t += 0.02
+            continue
         event, steps = EVENTS[digit], max(1, duration_ms // 20)
         for step in range(1, steps + 1):
             end = step == steps
@@ -134,6 +145,11 @@ def inband_packets(digits: str, duration_ms: int, gap_ms: int, amplitude: int, c
         yield t, rtp(pt, seq, ts, ssrc, silence, marker=seq == 1)
         seq, ts, t = seq + 1, ts + FRAME, t + 0.02
     for digit in digits:
+        if digit == PAUSE:
+            for _ in range(PAUSE_FRAMES):
+                yield t, rtp(pt, seq, ts, ssrc, silence, marker=False)
+                seq, ts, t = seq + 1, ts + FRAME, t + 0.02
+            continue
         for step in range(max(1, duration_ms // 20)):
             yield t, rtp(pt, seq, ts, ssrc, tone(digit, FRAME, step * FRAME, amplitude, codec),
                          marker=False)
@@ -153,6 +169,11 @@ def both_packets(digits: str, pt: int, duration_ms: int, gap_ms: int, volume: in
         yield t, rtp(audio_pt, seq, ts, ssrc, silence, marker=seq == 1)
         seq, ts, t = seq + 1, ts + FRAME, t + 0.02
     for digit in digits:
+        if digit == PAUSE:
+            for _ in range(PAUSE_FRAMES):
+                yield t, rtp(audio_pt, seq, ts, ssrc, silence, marker=False)
+                seq, ts, t = seq + 1, ts + FRAME, t + 0.02
+            continue
         event, steps, onset = EVENTS[digit], max(1, duration_ms // 20), ts
         for step in range(1, steps + 1):
             yield t, rtp(audio_pt, seq, ts, ssrc,
@@ -212,7 +233,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     digits = args.digits.upper()
-    bad = [d for d in digits if d not in EVENTS]
+    bad = [d for d in digits if d not in EVENTS and d != PAUSE]
     if bad:
         raise SystemExit(f"not a DTMF digit: {bad[0]!r}")
     if args.both:

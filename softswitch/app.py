@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from .config import Config
-from .ivr.dtmf_test import dtmf_test
+from .ivr.context import FlowContext
+from .ivr.flows import build_flows
 from .ivr.voicemail_deposit import deposit_flow
 from .media.prompts import PromptLibrary
 from .net.rtp import RtpEngine
@@ -147,15 +148,17 @@ def _call_router(config: Config, stack: SipStack, owners: Owners, ivr: IvrCalls,
     """INVITEs: identity, the router, and who carries calls out. The dial-code -> flow table
     is built here, so a new service never edits switch/."""
     sip, codes = config.sip, config.dial_codes
-    flows: dict[str, Flow] = {"dtmf_test": dtmf_test}
+    voicemail = config.services.voicemail
+    staging = voicemail.audio_dir / "incoming"  # recordings until they are kept
+    flows: dict[str, Flow] = build_flows(FlowContext(
+        services, config.menus, staging,
+        disconnect_after=config.services.remote_control.disconnect_after))
     code_names = {getattr(codes, spec.name): spec.name for spec in dataclasses.fields(codes)}
     outbound = config.calls.outbound_route
     router = Router(codes=code_names, public_numbers=config.public_numbers,
                     max_forwarding_hops=config.calls.max_forwarding_hops,
                     reject_anonymous=config.calls.anonymous_callers == "reject",
                     outbound=outbound is not None)
-    voicemail = config.services.voicemail
-    staging = voicemail.audio_dir / "incoming"
 
     def deposit(mailbox: str) -> Flow:
         return deposit_flow(mailbox, services.voicemail, staging, voicemail.max_seconds)

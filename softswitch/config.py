@@ -16,6 +16,7 @@ not to the config file.
 
 import dataclasses
 import difflib
+import functools
 import ipaddress
 import os
 import re
@@ -23,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, NoReturn
 
 import yaml
@@ -37,6 +39,9 @@ Language = Literal["ja", "en"]
 SilencePolicy = Literal["suppress", "send"]
 
 DAY_SECONDS = 24 * 60 * 60
+# The voice menus read counts (blocked numbers, messages) aloud up to this many
+# (softswitch.media.prompts.NUMBER_MAX).
+COUNT_READ_OUT_MAX = 199
 
 
 class ConfigError(Exception):
@@ -226,6 +231,109 @@ class DialCodes:
     dtmf_test: str = "1999"
 
 
+# The keys inside each service's voice menu (SERVICES.md, "Menus, key by key"). The shipped
+# prompts say these defaults: whoever changes a key changes the prompts too (media.prompts_dir).
+DTMF_MENU_KEYS = "0123456789*#"
+
+
+@dataclass(slots=True, frozen=True)
+class ConfirmKeys:
+    """After a read-back: confirm or key it again (a recorded greeting: keep or record again;
+    delete all: confirm)."""
+
+    accept: str = "1"
+    retry: str = "2"
+
+
+@dataclass(slots=True, frozen=True)
+class BlocklistMenuKeys:
+    """144, after the PIN."""
+
+    register: str = "1"
+    count: str = "2"
+    delete_last: str = "3"
+    delete_all: str = "4"
+
+
+@dataclass(slots=True, frozen=True)
+class PlaybackKeys:
+    """After each voicemail message (1417; remote control 3 and 4)."""
+
+    replay: str = "1"
+    delete: str = "7"
+    save: str = "9"
+    next: str = "#"
+
+
+@dataclass(slots=True, frozen=True)
+class VoicemailSettingsKeys:
+    """1419; remote control 5."""
+
+    ring_time: str = "1"
+    record_greeting: str = "2"
+    default_greeting: str = "3"
+
+
+@dataclass(slots=True, frozen=True)
+class ForwardingSettingsKeys:
+    """1429; remote control 7 offers the destination and the mode."""
+
+    destination: str = "1"
+    mode: str = "2"
+    remote_control: str = "3"
+
+
+@dataclass(slots=True, frozen=True)
+class ForwardingModeKeys:
+    immediate: str = "1"
+    no_answer: str = "2"
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteControlSwitchKeys:
+    """1429 3: remote control on or off."""
+
+    enable: str = "1"
+    disable: str = "2"
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteMenuKeys:
+    """The remote-control menu, after the subscriber's number and PIN."""
+
+    voicemail_on: str = "1"
+    voicemail_off: str = "2"
+    new_messages: str = "3"
+    saved_messages: str = "4"
+    voicemail_settings: str = "5"
+    ring_time: str = "6"
+    forwarding_settings: str = "7"
+    forwarding_on: str = "8"
+    forwarding_off: str = "9"
+
+
+@dataclass(slots=True, frozen=True)
+class MenusConfig:
+    end: str = "#"  # ends a number, a PIN, a ring time
+    repeat: str = "*"  # says the menu again
+    confirm: ConfirmKeys = field(default_factory=ConfirmKeys)
+    blocklist: BlocklistMenuKeys = field(default_factory=BlocklistMenuKeys)
+    playback: PlaybackKeys = field(default_factory=PlaybackKeys)
+    voicemail_settings: VoicemailSettingsKeys = field(default_factory=VoicemailSettingsKeys)
+    forwarding_settings: ForwardingSettingsKeys = field(default_factory=ForwardingSettingsKeys)
+    forwarding_mode: ForwardingModeKeys = field(default_factory=ForwardingModeKeys)
+    remote_control_switch: RemoteControlSwitchKeys = field(
+        default_factory=RemoteControlSwitchKeys)
+    remote: RemoteMenuKeys = field(default_factory=RemoteMenuKeys)
+
+
+@functools.cache  # the menus are frozen: worked out once, not at every menu of every call
+def menu_keys(keys: Any) -> Mapping[str, str]:
+    """A menu's choices, key -> the choice's name, from one of the *Keys dataclasses above."""
+    return MappingProxyType(
+        {getattr(keys, spec.name): spec.name for spec in dataclasses.fields(keys)})
+
+
 @dataclass(slots=True, frozen=True)
 class VoicemailConfig:
     max_messages: int = 20
@@ -237,7 +345,7 @@ class VoicemailConfig:
 
 @dataclass(slots=True, frozen=True)
 class RemoteControlConfig:
-    disconnect_after: int = 3  # consecutive wrong PINs that end the call
+    disconnect_after: int = 3  # failed number + PIN entries that end a remote-access call
     disable_after: int = 4  # consecutive wrong PINs that switch remote control off
 
 
@@ -279,6 +387,7 @@ class Config:
     pin: PinConfig = field(default_factory=PinConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     dial_codes: DialCodes = field(default_factory=DialCodes)
+    menus: MenusConfig = field(default_factory=MenusConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
@@ -706,6 +815,7 @@ def _read_config(root: _Node | None) -> Config:
             "pin": _read_pin,
             "media": _read_media,
             "dial_codes": _read_dial_codes,
+            "menus": _read_menus,
             "services": _read_services,
             "security": _read_security,
             "calls": _read_calls,
@@ -890,10 +1000,48 @@ def _read_dial_codes(node: _Node, path: str) -> DialCodes:
     return codes
 
 
+def _menu_key(node: _Node, path: str) -> str:
+    text = _scalar_text(node, path).strip()
+    if len(text) != 1 or text not in DTMF_MENU_KEYS:
+        raise _Invalid(path, f"must be one key of {DTMF_MENU_KEYS} (quote # and *), "
+                             f"got {text!r}", node.line)
+    return text
+
+
+def _read_menus(node: _Node, path: str) -> MenusConfig:
+    section = _Mapping.of(node, path)
+    defaults = MenusConfig()
+    submenus = [spec.name for spec in dataclasses.fields(MenusConfig)
+                if spec.name not in ("end", "repeat")]
+    parsers: dict[str, Parser] = {"end": _menu_key, "repeat": _menu_key}
+    for name in submenus:
+        parsers[name] = functools.partial(_read_menu, type(getattr(defaults, name)))
+    menus = MenusConfig(**section.parse(parsers))
+    if menus.end == menus.repeat:
+        section.fail("end", f"{menus.end!r} is already the key that repeats a menu")
+    for name in submenus:
+        keys = getattr(menus, name)
+        given = _Mapping.of(section.items.get(name), _join(path, name))
+        taken: dict[str, str] = {}
+        for spec in dataclasses.fields(keys):
+            key = getattr(keys, spec.name)
+            if key == menus.repeat:
+                given.fail(spec.name, f"{key!r} is the key that repeats a menu ({path}.repeat)")
+            if key in taken:
+                given.fail(spec.name, f"{key!r} is already the key for {taken[key]}")
+            taken[key] = spec.name
+    return menus
+
+
+def _read_menu(keys_type: Any, node: _Node, path: str) -> Any:
+    names = [spec.name for spec in dataclasses.fields(keys_type)]
+    return keys_type(**_Mapping.of(node, path).parse(dict.fromkeys(names, _menu_key)))
+
+
 def _read_services(node: _Node, path: str) -> ServicesConfig:
     values = _Mapping.of(node, path).parse(
         {
-            "blocklist_max": _integer(1, 1000),
+            "blocklist_max": _integer(1, COUNT_READ_OUT_MAX),
             "voicemail": _read_voicemail,
             "remote_control": _read_remote_control,
             "pin_change_delay_seconds": _integer(0, 365 * DAY_SECONDS),
@@ -905,7 +1053,7 @@ def _read_services(node: _Node, path: str) -> ServicesConfig:
 def _read_voicemail(node: _Node, path: str) -> VoicemailConfig:
     values = _Mapping.of(node, path).parse(
         {
-            "max_messages": _integer(1, 1000),
+            "max_messages": _integer(1, COUNT_READ_OUT_MAX),
             "max_seconds": _integer(1, 3600),
             "retention_hours": _integer(1, 24 * 365),
             "default_ring_time": _integer(0, 120),

@@ -23,7 +23,7 @@ from softswitch.media.wav import read_g711_wav
 from .peers.linphone import LinphoneConsole, write_linphonerc
 from .peers.sipp import SippPhone, register_contact, run_caller, write_callers_csv
 from .peers.softphone import Softphone, loudest_tone, packets
-from .support import DOMAIN, ServerProcess
+from .support import DOMAIN, ServerProcess, SipClient, status_of
 
 needs_pjsua2 = pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
                                   reason="pjsua2 not installed (PyPI package pjsua2-python)")
@@ -127,6 +127,38 @@ def test_a_calls_b_b_answers_media_flows_phone_to_phone_and_either_hangs_up(
     assert [(r["caller"], r["callee"], r["outcome"]) for r in found] == [(A, B, "answered")] * 2
     assert all(float(str(r["duration"])) > 0 for r in found)
     assert server.show(B)["last_caller"] == A
+
+
+@needs_pjsua2
+def test_hold_resume_and_digits_are_relayed_between_the_legs(
+        server: ServerProcess, phones: Callable[..., Softphone]) -> None:
+    """re-INVITE (hold, resume) from the caller reaches the callee through the other dialog,
+    and its answer comes back; RFC 2833 digits flow phone to phone."""
+    alice = phones("alice", A)
+    bob = phones("bob", B)
+    outgoing = alice.call(f"sip:{B}@{server.address}")
+    incoming = int(str(bob.expect("incoming")["call"]))
+    alice.expect("state", call=outgoing, state="CONFIRMED")
+    bob.wait_for_packets(incoming, rx=PACKETS, tx=PACKETS)
+    alice.send(f"dtmf 12# {outgoing}")
+    assert [str(bob.expect("dtmf", call=incoming)["digit"]) for _ in range(3)] == [
+        "1", "2", "#"]
+
+    alice.send(f"hold {outgoing}")
+    alice.expect("media", call=outgoing, status="local_hold", dir="sendonly")
+    bob.expect("media", call=incoming, status="remote_hold", dir="recvonly")
+    on_hold = bob.stats(incoming)
+    alice.wait_for_packets(outgoing, tx=packets(alice.stats(outgoing), "tx") + PACKETS)
+    assert packets(bob.stats(incoming), "tx") == packets(on_hold, "tx")  # bob is silent
+
+    alice.send(f"resume {outgoing}")
+    alice.expect("media", call=outgoing, status="active", dir="sendrecv")
+    bob.expect("media", call=incoming, status="active", dir="sendrecv")
+    bob.wait_for_packets(incoming, tx=packets(on_hold, "tx") + PACKETS)
+    bob.send(f"hold {incoming}")  # and from the callee's side
+    alice.expect("media", call=outgoing, status="remote_hold")
+    alice.send(f"hangup {outgoing}")
+    bob.expect("disconnected", call=incoming)
 
 
 @needs_pjsua2
@@ -363,7 +395,7 @@ def test_an_unauthenticated_caller_reaches_only_the_public_numbers(
         tmp_path: Path, server: ServerProcess, silent_pcap: Path) -> None:
     nobody = tmp_path / "nobody.csv"
     nobody.write_text(f"SEQUENTIAL\n0312345678;[authentication];{DOMAIN}\n")
-    for public in ("1999",):  # the remote-access number joins with its flow (issue 10)
+    for public in ("1999", "1400"):
         call = run_caller("uac_auth_call.xml", server.port, public, nobody, tmp_path,
                           {"pcap": str(silent_pcap)}, duration_ms=300)
         assert call.returncode == 0, call.failure(f"{public} not answered")
@@ -385,3 +417,88 @@ def test_a_from_that_is_not_the_authenticated_subscriber_gets_403(
     call = run_caller("uac_auth_rejected.xml", server.port, C, impostor, tmp_path,
                       {"sdp": "none"}, auth_uri=f"{C}@{server.address}")
     assert call.returncode == 0 and call.finals() == [403], call.failure("not refused")
+
+
+# ---- a trusted peer, and numbers outside our subscribers ----------------------------------------
+def trunk_invite(server: ServerProcess, client: SipClient, callee: str, *, asserted: str,
+                 privacy: str = "") -> bytes:
+    host = f"127.0.0.2:{client.local_port}"
+    sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+           "m=audio 40000 RTP/AVP 0\r\n")
+    return (f"INVITE sip:{callee}@{server.address} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host};branch=z9hG4bK-trunk-{callee}\r\n"
+            f"From: <sip:anyone@carrier.example>;tag=trunk\r\nTo: <sip:{callee}@{DOMAIN}>\r\n"
+            f"Call-ID: trunk-{callee}@carrier.example\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:trunk@{host}>\r\nMax-Forwards: 70\r\n"
+            f"P-Asserted-Identity: {asserted}\r\n{privacy}"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+
+
+@needs_sipp
+def test_a_trusted_peer_asserts_the_caller_without_a_challenge(tmp_path: Path) -> None:
+    """An interconnect in sip.trusted_peers (the setting under test) is not challenged; its
+    P-Asserted-Identity, normalised to national format, is the caller the callee sees and the
+    blocklist is checked against."""
+    server = ServerProcess(tmp_path, sip_overrides={"trusted_peers": ["127.0.0.2"]}).start()
+    phone = SippPhone(tmp_path, "ring")
+    client = SipClient(server.port, source="127.0.0.2")
+    try:
+        assert register_contact(server.port, B, PASSWORDS[B], DOMAIN, phone.port,
+                                tmp_path).returncode == 0
+        client.send(trunk_invite(server, client, B, asserted="<tel:+81-90-1111-0001>"))
+        [invite] = phone.wait_for("INVITE_RECEIVED")
+        assert f"<sip:{A}@{DOMAIN}>" in invite.split(" FROM=")[1]
+        cli(server, "blocklist", "add", B, A)
+        answers = []
+        client.send(trunk_invite(server, client, B, asserted="<sip:+819011110001@x;user=phone>")
+                    .replace(b"trunk-09011110002", b"again-09011110002"))
+        while (message := client.receive(timeout=5)) is not None:
+            answers.append(status_of(message))
+            if answers[-1] >= 200:
+                break
+        assert 407 not in answers and answers[-1] == 603  # screened, no challenge
+        assert len(phone.invites()) == 1  # the blocked call never rang it
+    finally:
+        client.close()
+        phone.stop()
+        server.stop()
+
+
+@needs_sipp
+def test_withheld_callers_follow_the_policy(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, sip_overrides={"trusted_peers": ["127.0.0.2"]},
+                           sections={"calls": {"anonymous_callers": "reject"}}).start()
+    client = SipClient(server.port, source="127.0.0.2")
+    try:
+        client.send(trunk_invite(server, client, B, asserted="<tel:+819011110001>",
+                                 privacy="Privacy: id\r\n"))
+        answers = [status_of(client.receive()) for _ in range(2)]
+        assert answers[-1] == 433, answers  # Anonymity Disallowed (RFC 5079)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_sipp
+def test_numbers_outside_our_subscribers_go_out_only_by_a_configured_route(
+        tmp_path: Path, silent_pcap: Path) -> None:
+    gateway = SippPhone(tmp_path, "answer", name="gateway")
+    server = ServerProcess(tmp_path, sections={
+        "calls": {"outbound_route": f"127.0.0.1:{gateway.port}"}}).start()
+    (tmp_path / "plain").mkdir()
+    plain = ServerProcess(tmp_path / "plain").start()  # the shipped default: no route
+    try:
+        refused = run_caller("uac_auth_rejected.xml", plain.port, "0312345678",
+                             callers(tmp_path, A), tmp_path, {"sdp": "offer"},
+                             auth_uri=f"0312345678@{plain.address}")
+        assert refused.finals() == [404], refused.failure("dialled out?")
+        call = run_caller("uac_auth_call.xml", server.port, "0312345678", callers(tmp_path, A),
+                          tmp_path, {"pcap": str(silent_pcap)}, duration_ms=200,
+                          auth_uri=f"0312345678@{server.address}")
+        assert call.returncode == 0, call.failure("not routed out")
+        [invite] = gateway.invites()
+        assert f"RURI=sip:0312345678@127.0.0.1:{gateway.port}" in invite
+    finally:
+        gateway.stop()
+        plain.stop()
+        server.stop()

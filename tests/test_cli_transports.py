@@ -187,3 +187,21 @@ def test_run_lifts_the_open_file_limit_for_its_rtp_ports(tmp_path: Path) -> None
     finally:
         cramped.stop()
     assert f"open-file limit 512 is below the {needed}" in cramped.log_text()
+
+
+@pytest.mark.parametrize("taken", ["udp", "tcp"])
+def test_a_taken_port_is_named_with_the_reason_before_the_store_is_touched(
+        tmp_path: Path, taken: str) -> None:
+    """Bind first, provision after (issue 8 item 6): the error says which transport and
+    address and why, and the store file is not even created."""
+    kind = socket.SOCK_DGRAM if taken == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as holder:
+        holder.bind(("127.0.0.1", 0))
+        if taken == "tcp":
+            holder.listen()
+        port = holder.getsockname()[1]
+        config = write_config(tmp_path, port)
+        result = softswitch("run", "--config", str(config), timeout=30)
+    assert result.returncode == 1
+    assert f"{taken} 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (tmp_path / "softswitch.db").exists()

@@ -11,9 +11,12 @@ from softswitch.config import (
     Config,
     ConfigError,
     ListenAddress,
+    MenusConfig,
+    PlaybackKeys,
     SipConfig,
     SubscriberOptions,
     load_config,
+    menu_keys,
     parse_config,
 )
 from softswitch.numbering import is_national_number, normalise_number
@@ -652,3 +655,60 @@ def test_a_bad_trusted_peer_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sip\.trusted_peers\[1\]: must be an IP address"):
         load_config(write(tmp_path, "sip: {domain: example.net, "
                                     "trusted_peers: [192.0.2.1, carrier.example]}"))
+
+
+# -- the menu keys (issue 10 item 6) --------------------------------------------------------------
+
+
+def test_the_example_ships_the_menu_keys_of_the_specification() -> None:
+    menus = load_config(EXAMPLE).menus
+    assert menus == MenusConfig()
+    assert (menus.end, menus.repeat) == ("#", "*")
+    assert menu_keys(menus.blocklist) == {"1": "register", "2": "count", "3": "delete_last",
+                                          "4": "delete_all"}
+    assert menu_keys(menus.playback) == {"1": "replay", "7": "delete", "9": "save",
+                                         "#": "next"}
+    assert list(menu_keys(menus.remote)) == [str(n) for n in range(1, 10)]
+    assert (menus.confirm.accept, menus.confirm.retry) == ("1", "2")
+
+
+def test_menu_keys_can_be_changed(tmp_path: Path) -> None:
+    menus = load_config(write(tmp_path, """
+        sip: {domain: example.net}
+        menus:
+          repeat: "0"
+          playback: {next: "*", save: 8}
+        """)).menus
+    assert menus.repeat == "0" and menus.playback == PlaybackKeys(next="*", save="8")
+
+
+@pytest.mark.parametrize(("menus", "field", "problem"), [
+    ('{blocklist: {count: "1"}}', "menus.blocklist.count",
+     "'1' is already the key for register"),
+    ('{remote: {forwarding_off: "*"}}', "menus.remote.forwarding_off",
+     "'*' is the key that repeats a menu"),
+    ('{end: "*"}', "menus.end", "'*' is already the key that repeats a menu"),
+    ('{playback: {next: "12"}}', "menus.playback.next", "must be one key of 0123456789*#"),
+    ('{playback: {next: "A"}}', "menus.playback.next", "must be one key of 0123456789*#"),
+    ('{confirm: {ok: "1"}}', "menus.confirm.ok", "unknown key; expected accept, retry"),
+], ids=["duplicate", "repeat-key", "end-is-repeat", "two-keys", "not-a-menu-key",
+        "unknown-key"])
+def test_bad_menu_keys_are_refused_at_start(tmp_path: Path, menus: str, field: str,
+                                            problem: str) -> None:
+    error = error_of(tmp_path, f"sip: {{domain: x.test}}\nmenus: {menus}\n")
+    assert (error.field, error.line) == (field, 2)
+    assert problem in error.problem
+
+
+def test_counts_the_menus_read_aloud_are_bounded(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "sip: {domain: x.test}\nservices: {blocklist_max: 200}\n")
+    assert error.field == "services.blocklist_max" and "between 1 and 199" in error.problem
+
+
+def test_the_readme_softphone_credentials_are_an_example_subscriber() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    user = re.search(r"user `([0-9]+)`", readme)
+    password = re.search(r"password `([^`]+)`", readme)
+    assert user is not None and password is not None
+    config = load_config(EXAMPLE)
+    assert [s.sip_password for s in config.subscribers if s.number == user[1]] == [password[1]]

@@ -112,6 +112,8 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 1,
                   "prompts_dir": str(write_test_prompts(tmp_path / "prompts")),
                   **media_overrides},
+        "services": {"voicemail": {"audio_dir": str(tmp_path / "voicemail")}},
+        "calls": {"cdr_file": str(tmp_path / "cdr.jsonl")},
         "subscribers": SUBSCRIBERS[:1],
     }))
     thresholds = gc.get_threshold()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from softswitch.ivr.dtmf_test import dtmf_test
-from softswitch.ivr.runtime import Call, CallEnded, Recording
+from softswitch.ivr.runtime import Call, CallEnded, Ended, Entry, Recording
 from softswitch.media.dtmf import DigitEvent
 from softswitch.media.g711 import Codec
 from softswitch.media.prompts import PromptLibrary
@@ -298,6 +298,36 @@ async def test_cancelled_collect_stops_the_prompt_and_leaves_no_timer(h: Harness
     assert h.clock.pending == 0
     h.press("1")  # no waiter left: buffered
     assert (await h.call.collect(max_digits=1)) == "1"
+
+
+async def test_entry_says_how_the_input_ended(h: Harness, library: PromptLibrary) -> None:
+    async def entry(*keys: str, valid: Callable[[str], bool] | None = None) -> Entry:
+        task = asyncio.create_task(h.call.entry(max_digits=8, end="#", first_digit_timeout=5,
+                                                inter_digit_timeout=2, valid=valid))
+        await settle()
+        for key in keys:
+            h.press(key)
+        await h.clock.advance(6)
+        return task.result()
+
+    assert await entry("1", "2", "#") == Entry("12", Ended.DIGITS)
+    assert await entry("1", "2") == Entry("12", Ended.DIGITS)  # a pause after the keys
+    assert await entry("#") == Entry("", Ended.END_KEY_ALONE)
+    assert await entry() == Entry("", Ended.TIMEOUT)
+    assert await entry("1", "#", valid=lambda d: len(d) == 4) == Entry("1", Ended.INVALID)
+    assert await entry("1", "2", "3", "4", "#", valid=lambda d: len(d) == 4) == Entry(
+        "1234", Ended.DIGITS)
+    assert not Entry("1", Ended.INVALID).ok and Entry("1", Ended.DIGITS).ok
+
+
+async def test_waiting_for_key_is_true_only_while_a_question_waits(h: Harness) -> None:
+    assert not h.call.waiting_for_key
+    task = asyncio.create_task(h.call.entry(max_digits=1))
+    await settle()
+    assert h.call.waiting_for_key
+    h.press("5")
+    await settle()
+    assert not h.call.waiting_for_key and task.result() == Entry("5", Ended.DIGITS)
 
 
 # ---- hangup ------------------------------------------------------------------------------------

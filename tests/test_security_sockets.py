@@ -207,6 +207,13 @@ def test_a_password_guesser_is_banned_while_another_source_registers(
     assert guesser.register().status == 403
     assert guesser.answer(challenge, nc=201).status == 403
     assert contacts(server) == {f"sip:{ONE}@127.0.0.2:{owner.port}"}
+    # ... nor calls the remote-access number to guess PINs instead (the DTMF test stands in)
+    invite = (f"INVITE sip:1999@127.0.0.1:{server.port} SIP/2.0\r\n"
+              f"Via: SIP/2.0/UDP 127.0.0.1:{guesser.port};branch=z9hG4bK-banned-call\r\n"
+              f"From: <sip:guess@{DOMAIN}>;tag=g\r\nTo: <sip:1999@{DOMAIN}>\r\n"
+              "Call-ID: banned-call\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+              f"Contact: <sip:guess@127.0.0.1:{guesser.port}>\r\nContent-Length: 0\r\n\r\n")
+    assert guesser.send(invite.encode()).status == 403
 
     lines = security_lines(server)
     source = f"source=udp:127.0.0.1:{guesser.port}"
@@ -256,6 +263,28 @@ def test_svcrack_is_banned_before_it_reaches_the_password(server: ServerProcess,
     assert contacts(server) == set()
 
 
+@needs_fail2ban
+def test_the_fail2ban_jail_loads_with_the_filter(tmp_path: Path) -> None:
+    """The shipped jail and filter, dropped into a copy of the system's fail2ban config."""
+    config = tmp_path / "fail2ban"
+    shutil.copytree("/etc/fail2ban", config)
+    shutil.rmtree(config / "jail.d")  # Debian's enables sshd, whose log is not here
+    (config / "jail.d").mkdir()
+    shutil.copy(FAIL2BAN_FILTER, config / "filter.d")
+    log = tmp_path / "softswitch.log"
+    log.touch()
+    jail = (FAIL2BAN_FILTER.parents[1] / "jail.d" / "softswitch.conf").read_text()
+    (config / "jail.d" / "softswitch.conf").write_text(
+        jail.replace("/var/log/softswitch/softswitch.log", str(log)))
+    checked = subprocess.run(["fail2ban-client", "-c", str(config), "-t"], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    dumped = subprocess.run(["fail2ban-client", "-c", str(config), "-d"], capture_output=True,
+                            text=True, timeout=60).stdout
+    assert "['add', 'softswitch', 'auto']" in dumped
+    assert "['set', 'softswitch', 'maxretry', 10]" in dumped
+
+
 def test_an_account_under_attack_still_registers_from_its_owners_address(
         server: ServerProcess, phones) -> None:
     owner = phones("127.0.0.1")
@@ -275,6 +304,21 @@ def test_an_account_under_attack_still_registers_from_its_owners_address(
     assert f"WARNING softswitch.security: account-under-attack number={ONE} failures=21" in lines
     assert (f"INFO softswitch.security: auth-failed source=udp:127.0.0.5:{stranger.port} "
             f"user={ONE} method=REGISTER reason=account-under-attack") in lines
+
+
+def test_after_a_restart_the_owner_is_known_by_the_address_of_its_binding(
+        server: ServerProcess, phones) -> None:
+    owner = phones("127.0.0.1")
+    assert owner.answer(owner.challenge()).status == 200
+    server.restart()  # what this process learnt is gone; the binding in the store is not
+    for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        guesser = phones(host)
+        challenge = guesser.challenge()
+        for nc in range(1, 11):
+            assert guesser.answer(challenge, password="guess", nc=nc).status == 403
+    stranger = phones("127.0.0.5")
+    assert stranger.answer(stranger.challenge()).status == 403
+    assert owner.answer(owner.challenge()).status == 200
 
 
 # ---- replay (item 8) ------------------------------------------------------------------------

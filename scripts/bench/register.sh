@@ -11,6 +11,8 @@
 # registration (from /proc), and checks the bindings are in softswitch's store.
 # SIPp and the servers share this machine's cores.
 #
+#   LOG_LEVEL=warning scripts/bench/register.sh ...     softswitch's log level (default info, as
+#                                                       shipped: an auth-ok line per REGISTER)
 #   REGISTER_PROFILE=1 scripts/bench/register.sh ...   also py-spy softswitch for 8 s of the
 #                                                       run and print its CPU per thread
 #                                                       (.venv/bin/pip install py-spy first)
@@ -81,15 +83,15 @@ PYEOF
 
 # ---- softswitch -----------------------------------------------------------------------------
 PORT=$(free_port)
-$PY - "$WORK" "$PORT" "$USERS" <<'PYEOF'
+$PY - "$WORK" "$PORT" "$USERS" "${LOG_LEVEL:-info}" <<'PYEOF'
 import sys, yaml
-work, port, users = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, port, users, log_level = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 subscribers = [{"number": f"0901{i:07d}", "sim": "voice", "line": "D",
                 "sip_password": f"pw-{i}"} for i in range(users)]
 config = {"sip": {"listen": [f"127.0.0.1:{port}"], "domain": "bench.test",
                   "transports": ["udp"], "auth": {"algorithms": ["MD5"]}},
           "store": {"url": f"sqlite+aiosqlite:///{work}/bench.db"},
-          "subscribers": subscribers, "log_level": "warning"}
+          "subscribers": subscribers, "log_level": log_level}
 open(f"{work}/bench.yaml", "w").write(yaml.safe_dump(config))
 PYEOF
 .venv/bin/softswitch run --config "$WORK/bench.yaml" > "$WORK/stdout" 2> "$WORK/server.log" &

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..media.dtmf import DigitEvent
 from ..media.g711 import Codec
@@ -44,6 +45,27 @@ DEFAULT_INTER_DIGIT_TIMEOUT = 3.0
 SILENCE_LEVEL = 400
 
 RecordingEnd = Literal["digit", "silence", "max_length"]
+
+
+class Ended(StrEnum):
+    """How one entry of keys ended."""
+
+    DIGITS = "digits"  # keys, then the end key, max_digits keys, or a pause after them
+    END_KEY_ALONE = "end_key_alone"  # the end key with nothing before it
+    TIMEOUT = "timeout"  # no key at all within the first-digit timeout
+    INVALID = "invalid"  # keys the entry's check refused
+
+
+@dataclass(slots=True, frozen=True)
+class Entry:
+    """What the caller keyed in for one question, and how the entry ended."""
+
+    digits: str  # without the end key
+    ended: Ended
+
+    @property
+    def ok(self) -> bool:
+        return self.ended is Ended.DIGITS
 
 
 class CallEnded(Exception):
@@ -105,7 +127,7 @@ class Call:
         self.caller = caller  # the caller's number as the router established it ("": none)
         self.called = called  # the dialled number or code
         self.subscriber = subscriber  # the authenticated subscriber on their own line, if any
-        self.source = source  # the caller's signalling address (per-source PIN throttle)
+        self.source = source  # where the call came from, "udp:192.0.2.1:5060" (PIN throttle)
         self.last_collected: tuple[DigitEvent, ...] = ()  # the last collect's keys, end key too
         self._media = media
         self._on_hangup = on_hangup
@@ -120,6 +142,11 @@ class Call:
     @property
     def ended(self) -> bool:
         return self._ended
+
+    @property
+    def waiting_for_key(self) -> bool:
+        """A question waits for the caller's next key (none is typed ahead)."""
+        return self._waiter is not None and not self._waiter.done()
 
     # ---- what the call handler calls --------------------------------------------------------
     def digit_received(self, event: DigitEvent) -> None:
@@ -190,19 +217,35 @@ class Call:
         An entry that is empty or that `valid` rejects is retried `retries` times, after
         `no_input_prompt` (nothing pressed) or `invalid_prompt`; "" when every try failed.
         """
+        for attempt in range(retries + 1):
+            entry = await self.entry(prompt, max_digits=max_digits, end=end,
+                                     first_digit_timeout=first_digit_timeout,
+                                     inter_digit_timeout=inter_digit_timeout, valid=valid)
+            if entry.ok:
+                return entry.digits
+            if attempt < retries:
+                await self.play(no_input_prompt if entry.ended is Ended.TIMEOUT
+                                else invalid_prompt)
+        return ""
+
+    async def entry(self, prompt: str | Sequence[str] | None = None, *, max_digits: int = 1,
+                    end: str = "#", first_digit_timeout: float = DEFAULT_FIRST_DIGIT_TIMEOUT,
+                    inter_digit_timeout: float = DEFAULT_INTER_DIGIT_TIMEOUT,
+                    valid: Callable[[str], bool] | None = None) -> Entry:
+        """One question: say `prompt` (a key stops it and counts), collect keys as `collect`
+        does, and tell how the entry ended: keys (`Ended.DIGITS`), the end key alone, nothing
+        at all, or keys that `valid` refused."""
         if max_digits < 1:
             raise ValueError("max_digits must be at least 1")
-        for attempt in range(retries + 1):
-            self._check_live()
-            if prompt is not None:
-                await self.play(prompt, barge_in=True)
-            digits = await self._gather(max_digits, end, first_digit_timeout,
-                                        inter_digit_timeout)
-            if digits and (valid is None or valid(digits)):
-                return digits
-            if attempt < retries:
-                await self.play(invalid_prompt if self.last_collected else no_input_prompt)
-        return ""
+        self._check_live()
+        if prompt is not None:
+            await self.play(prompt, barge_in=True)
+        digits = await self._gather(max_digits, end, first_digit_timeout, inter_digit_timeout)
+        if not digits:
+            return Entry("", Ended.END_KEY_ALONE if self.last_collected else Ended.TIMEOUT)
+        if valid is not None and not valid(digits):
+            return Entry(digits, Ended.INVALID)
+        return Entry(digits, Ended.DIGITS)
 
     async def record(self, path: str | os.PathLike[str], max_seconds: float, *,
                      stop_on: str = "#", silence_seconds: float | None = None,
@@ -327,3 +370,6 @@ class Call:
         finally:
             handle.cancel()
             self._waiter = None
+
+
+Flow = Callable[[Call], Coroutine[Any, Any, None]]  # what a dial code or public number runs

@@ -128,6 +128,9 @@ _SENTENCES: Final[dict[str, Prompt]] = {
     "confirm_or_retry": Speech(
         "よろしければ1を、入力し直す場合は2を押してください。",
         "If this is correct, press 1. To enter it again, press 2."),
+    "cancelled": Speech(
+        "操作を取り消しました。",
+        "Cancelled. Nothing has been changed."),
     "thank_you": Speech(
         "ありがとうございました。",
         "Thank you."),
@@ -159,6 +162,12 @@ _SENTENCES: Final[dict[str, Prompt]] = {
     "blocklist_no_last_caller": Speech(
         "最後に着信した電話番号がないため、登録できません。",
         "There is no last caller's number to register."),
+    "blocklist_last_caller_withheld": Speech(
+        "最後に着信した電話番号が非通知のため、登録できません。",
+        "The last caller withheld the number, so it cannot be registered."),
+    "blocklist_invalid_number": Speech(
+        "この電話番号は、登録できません。",
+        "This number cannot be registered."),
     "blocklist_already_registered": Speech(
         "この電話番号は、すでに登録されています。",
         "This number is already registered."),
@@ -216,6 +225,12 @@ _SENTENCES: Final[dict[str, Prompt]] = {
     "voicemail_received_at": Speech(  # + datetime_readout(when)
         "お預かりした日時は、",
         "Received"),
+    "voicemail_from": Speech(  # + digits_readout(caller)
+        "発信者番号は、",
+        "From"),
+    "voicemail_from_withheld": Speech(
+        "発信者番号は、非通知です。",
+        "The caller withheld the number."),
     "voicemail_next_message": Speech(
         "次のメッセージです。",
         "Next message."),
@@ -241,6 +256,9 @@ _SENTENCES: Final[dict[str, Prompt]] = {
     "greeting_record_intro": Speech(
         "発信音のあとに、応答メッセージをお話しください。終わりましたら、#を押してください。",
         "After the tone, say your greeting, then press hash."),
+    "greeting_keep_or_retry": Speech(
+        "この応答メッセージでよろしければ1を、録音し直す場合は2を押してください。",
+        "To keep this greeting, press 1. To record it again, press 2."),
     "greeting_recorded": Speech(
         "応答メッセージを録音しました。",
         "Your greeting has been recorded."),
@@ -254,6 +272,9 @@ _SENTENCES: Final[dict[str, Prompt]] = {
     "ring_time_enter": Speech(
         "呼出時間を、0秒から120秒の間で入力し、最後に#を押してください。",
         "Enter the ring time, from 0 to 120 seconds, followed by the hash key."),
+    "ring_time_entered": Speech(  # + number_readout(n, "byou")
+        "設定する呼出時間は、",
+        "The new ring time is"),
     "ring_time_set": Speech(
         "呼出時間を設定しました。",
         "The ring time has been set."),
@@ -290,6 +311,10 @@ _SENTENCES: Final[dict[str, Prompt]] = {
         "転送のしかたを設定する場合は2を、遠隔操作を設定する場合は3を押してください。",
         "Forwarding settings. To register the forwarding number, press 1. "
         "To choose when calls are forwarded, press 2. To set up remote control, press 3."),
+    "remote_forwarding_menu": Speech(
+        "転送先を登録する場合は1を、転送のしかたを設定する場合は2を押してください。",
+        "To register the forwarding number, press 1. "
+        "To choose when calls are forwarded, press 2."),
     "forwarding_mode_menu": Speech(
         "すぐに転送する場合は1を、呼出時間が過ぎてから転送する場合は2を押してください。",
         "To forward calls at once, press 1. "

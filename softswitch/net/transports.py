@@ -69,24 +69,25 @@ class SipStack:
 
     # ---- setting up -----------------------------------------------------------------------------
     async def listen(self, address: ListenAddress, transports: tuple[str, ...]) -> None:
+        """Bind `address` for each transport. A port that cannot be bound raises OSError
+        naming the transport, the address and the system's reason."""
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
         if "udp" in transports:
             index = len(self._udp)
+            sock = _bound(socket.socket(family, socket.SOCK_DGRAM), "udp", address)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                # bursts of REGISTERs must not overflow the kernel's default buffer
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
             transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self, index), local_addr=(address.host, address.port),
-                reuse_port=False)
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    # bursts of REGISTERs must not overflow the kernel's default buffer
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
-            bound = transport.get_extra_info("sockname")
+                lambda: _UdpProtocol(self, index), sock=sock)
             self._udp.append((address.host, transport))
-            self.bound.append(("udp", ListenAddress(address.host, bound[1])))
+            self.bound.append(("udp", ListenAddress(address.host, sock.getsockname()[1])))
         if "tcp" in transports:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             server = await self._loop.create_server(
-                lambda: _TcpConnection(self), host=address.host, port=address.port,
-                reuse_address=True)
+                lambda: _TcpConnection(self), sock=_bound(sock, "tcp", address))
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
             self.bound.append(("tcp", ListenAddress(address.host, port)))
@@ -244,6 +245,16 @@ class SipStack:
 
 
 
+def _bound(sock: socket.socket, transport: str, address: ListenAddress) -> socket.socket:
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as error:
+        sock.close()
+        raise OSError(error.errno, f"{transport} {address}: {error.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, stack: SipStack, index: int) -> None:
         self.stack = stack
@@ -251,7 +262,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         # The Peer of each source address, made once: a phone sends many datagrams.
         self._peers: dict[tuple[str, int], Peer] = {}
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         peer = self._peers.get(addr)
         if peer is None:
             if len(self._peers) >= MAX_UDP_PEERS_KEPT:  # spoofed sources: start afresh
@@ -372,9 +383,16 @@ def _tcp_source(host: str, port: int) -> str:
 
 
 _DIGEST_RESPONSE = re.compile(rb'(response\s*=\s*)"?[0-9a-fA-F]+"?')
+_DTMF_BODY = re.compile(rb"^(content-type|c)[ \t]*:[ \t]*application/dtmf", re.I | re.M)
+_DTMF_SIGNAL = re.compile(rb"^(signal[ \t]*=[ \t]*)\S+", re.I | re.M)
 
 
 def _redacted(data: bytes) -> str:
-    """A message for the debug trace, with digest responses hidden: nonce and response
-    together would allow an offline guess of the phone's password."""
-    return _DIGEST_RESPONSE.sub(rb'\1"..."', data).decode("utf-8", "replace")
+    """A message for the debug trace, with digest responses hidden (nonce and response
+    together would allow an offline guess of the phone's password) and the key of a DTMF INFO
+    (one of a PIN's digits, maybe)."""
+    data = _DTMF_SIGNAL.sub(rb"\1*", _DIGEST_RESPONSE.sub(rb'\1"..."', data))
+    head, blank, body = data.partition(b"\r\n\r\n")  # the whole of a datagram's body
+    if body and _DTMF_BODY.search(head):
+        data = head + blank + b"(a key: not logged)"
+    return data.decode("utf-8", "replace")

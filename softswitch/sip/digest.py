@@ -205,8 +205,7 @@ class DigestAuthenticator:
 
     def _mac(self, signed: bytes, bound_to: str) -> bytes:
         mac = self._mac_prefix.copy()
-        mac.update(signed)
-        mac.update(bound_to.encode("utf-8", "surrogateescape"))
+        mac.update(signed + bound_to.encode("utf-8", "surrogateescape"))
         return mac.digest()[:_MAC_LEN]
 
     def _new_nonce(self, now: float, bound_to: str) -> str:

@@ -328,7 +328,7 @@ class Bridge:
                 relayed.set("content-type", request.content_type)
             sent = self._send_request(relayed, other_peer, None)
             if sent is not None:
-                self.relays[sent] = Relay(transaction, to_a=not from_a, method=method)
+                self.relays[sent] = Relay(transaction, to_a=from_a, method=method)
             else:
                 self._reply(transaction, 500)
         else:

@@ -2,13 +2,15 @@
 
 - A trusted peer (`sip.trusted_peers`: a carrier interconnect, the load balancer in front of
   us) asserts the caller: P-Asserted-Identity, else From, normalised to national format
-  (`+8190…` -> `090…`). It is not challenged.
+  (`+8190…` -> `090…`). It is not challenged, and a caller it asserts is on their own line
+  (behind a load balancer that authenticated the phone, the dial codes work).
 - Anyone else calling a subscriber or a dial code is challenged (407, the same digest
   credentials and defences as REGISTER: switch/auth.py), and the From must be the
   subscriber who authenticated (403 otherwise).
 - Anyone may call the public numbers (`sip.public_numbers`: remote access, DTMF test)
   without credentials: such a caller is unverified and only its signalling address is
-  known to be real (once it ACKs).
+  known to be real (once it ACKs). An address banned for failed authentications is refused
+  there too (403): it is not to guess PINs at the remote-access number instead.
 
 A withheld number (an anonymous From, `Privacy: id`) is presented to the callee as
 anonymous; the router applies `calls.anonymous_callers` to it.
@@ -30,12 +32,15 @@ from .auth import Authenticated, Rejected
 from .router import Caller
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+BANNED = Rejected(403, "Forbidden")
 ANONYMOUS_USERS = frozenset(("anonymous", "unknown", "restricted", "unavailable"))
 
 
 class Authenticator(Protocol):
     def authenticate(self, request: Request, peer: Peer, *, proxy: bool,
                      expected_number: str | None) -> Authenticated | Rejected: ...
+
+    def banned(self, request: Request, peer: Peer) -> bool: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,6 +69,8 @@ class CallerIdentity:
         if self.trusted(peer):
             return Identified(asserted_caller(request), verified=True)
         if dialled in self.public_numbers:
+            if self.authenticator.banned(request, peer):  # a guesser is no public caller
+                return BANNED
             number, withheld = _number_of(_from_uri(request))
             return Identified(Caller(number, withheld=withheld), verified=False)
         from_number, _ = _number_of(_from_uri(request))
@@ -84,9 +91,10 @@ def asserted_caller(request: Request) -> Caller:
             continue
         number, anonymous = _number_of(uri)
         if number is not None:
-            return Caller(number, trusted=True, withheld=withheld or anonymous)
+            return Caller(number, subscriber=number, trusted=True,
+                          withheld=withheld or anonymous)
     number, anonymous = _number_of(_from_uri(request))
-    return Caller(number, trusted=True, withheld=withheld or anonymous)
+    return Caller(number, subscriber=number, trusted=True, withheld=withheld or anonymous)
 
 
 def _from_uri(request: Request) -> Uri | None:

@@ -1,0 +1,93 @@
+"""Every way a bridged call can end leaves nothing behind (issue 9 item 4: "every leg and port
+released at the end"). The server runs in this process so that its counters can be read;
+the phones are SIPp processes, driven from threads so the server's event loop runs on."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import shutil
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from softswitch.app import Server, start
+from softswitch.config import parse_config
+
+from .peers.sipp import SippPhone, register_contact, run_caller, write_callers_csv
+from .support import DOMAIN, SUBSCRIBERS
+from .test_ivr_calls import free_udp_pair, write_test_prompts
+
+pytestmark = pytest.mark.skipif(shutil.which("sipp") is None,
+                                reason="sipp not installed (Debian package sip-tester)")
+
+A, B = "09011110001", "09011110002"
+PASSWORDS = {A: "pw-one", B: "pw-two"}
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    rtp = free_udp_pair()
+    config = parse_config(yaml.safe_dump({
+        "sip": {"listen": ["127.0.0.1:0"], "domain": DOMAIN, "transports": ["udp"]},
+        "store": {"url": f"sqlite:///{tmp_path / 'softswitch.db'}"},
+        "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 1,
+                  "prompts_dir": str(write_test_prompts(tmp_path / "prompts"))},
+        "services": {"voicemail": {"audio_dir": str(tmp_path / "voicemail")}},
+        "calls": {"cdr_file": str(tmp_path / "cdr.jsonl")},
+        "subscribers": SUBSCRIBERS[:2],
+    }))
+    thresholds = gc.get_threshold()
+    running = await start(config)
+    try:
+        yield running
+    finally:
+        await running.close()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+async def settled(server: Server, timeout: float = 5.0) -> dict[str, int]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(server.router.counters().values()) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return server.router.counters()
+
+
+@pytest.mark.parametrize("mode", ["answer", "hangup", "486", "ring", "blocked"])
+async def test_nothing_is_left_after_a_bridged_call(server: Server, tmp_path: Path,
+                                                    mode: str) -> None:
+    port = server.stack.bound[0][1].port
+    if mode == "blocked":
+        await server.services.blocklist.add(B, A)
+    if mode == "486":
+        await server.services.voicemail.set_enabled(B, False)
+    if mode == "ring":
+        await server.services.voicemail.set_ring_time(B, 1)  # then voicemail answers
+    phone = await asyncio.to_thread(SippPhone, tmp_path, "ring" if mode == "ring" else
+                                    "486" if mode == "486" else mode, talk_ms=300)
+    try:
+        registered = await asyncio.to_thread(register_contact, port, B, PASSWORDS[B], DOMAIN,
+                                             phone.port, tmp_path)
+        assert registered.returncode == 0, registered.errors
+        callers = write_callers_csv(tmp_path / "callers.csv", [(A, PASSWORDS[A])], DOMAIN)
+        if mode in ("486", "blocked"):
+            call = await asyncio.to_thread(run_caller, "uac_auth_rejected.xml", port, B,
+                                           callers, tmp_path, {"sdp": "offer"},
+                                           auth_uri=f"{B}@127.0.0.1:{port}")
+            assert call.finals() == [486 if mode == "486" else 603], call.failure("?")
+        else:
+            pcap = tmp_path / "silent.pcap"
+            pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            call = await asyncio.to_thread(run_caller, "uac_auth_call.xml", port, B, callers,
+                                           tmp_path, {"pcap": str(pcap)}, duration_ms=1500,
+                                           auth_uri=f"{B}@127.0.0.1:{port}")
+            assert call.returncode == 0, call.failure("not answered")
+    finally:
+        await asyncio.to_thread(phone.stop)
+    assert await settled(server) == {"attempts": 0, "bridges": 0, "owned": 0, "calls": 0,
+                                     "flows": 0, "rtp_ports": 0, "byes": 0}
