@@ -483,7 +483,8 @@ class IvrCall:
         self.calls.owners.claim_client(transaction, self)
 
     def _log_counters(self) -> None:
-        log.debug("call %s over; active %s", self.label, self.calls.counters())
+        if log.isEnabledFor(logging.DEBUG):  # the counters are counted only to be shown
+            log.debug("call %s over; active %s", self.label, self.calls.counters())
 
 
 def _remote(negotiated: NegotiatedAudio) -> tuple[str, int] | None:
