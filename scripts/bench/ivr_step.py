@@ -196,9 +196,12 @@ def rss_kb(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+SCHED_IDLE = 5  # the scheduling policy of the server's PIN-check threads (softswitch.services.pin)
+
+
 def thread_runtimes(pid: int) -> dict[int, tuple[str, int]]:
-    """Each thread of a process: its name and the nanoseconds it has run
-    (/proc/PID/task/TID/schedstat, finer than the ticks of stat)."""
+    """Each thread of a process: its name ("pin-check" for a thread at SCHED_IDLE) and the
+    nanoseconds it has run (/proc/PID/task/TID/schedstat, finer than the ticks of stat)."""
     runtimes: dict[int, tuple[str, int]] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -207,6 +210,9 @@ def thread_runtimes(pid: int) -> dict[int, tuple[str, int]]:
     for tid in tids:
         try:
             name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[38]) == SCHED_IDLE:
+                name = "pin-check"
             runtime = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue

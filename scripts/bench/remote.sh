@@ -32,8 +32,8 @@
 # that lost a key (no `pin-ok` line for the call's subscriber, no `remote-change` line, or
 # the store's voicemail setting not as the call set it), the delay of the PIN check (the
 # PIN's `#` to `pin-ok`), the server's CPU (/proc) and that of its threads outside the event
-# loop, argon2's CPU per call (the PIN-check threads, when the server names them
-# `pin-check`), SIPp's CPU, and the gaps between the RTP packets the server sends within a
+# loop, argon2's CPU per call (the PIN-check threads: the server's threads at SCHED_IDLE),
+# SIPp's CPU, and the gaps between the RTP packets the server sends within a
 # talkspurt (tcpdump on lo, as ivr.sh). scripts/bench/remote_step.py does one step and
 # explains each measurement; ivr_step.py has the machinery both share.
 # Needs: sipp (sip-tester), tcpdump, gcc, root (SIPp's pcap player and tcpdump).
