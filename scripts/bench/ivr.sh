@@ -30,10 +30,10 @@
 # raw UDP socket a copy of each UDP packet to its address: with hundreds of calls keying at
 # once, each RTP packet the server sends to SIPp is copied hundreds of times inside the
 # server's sendto() (system time the server would be charged for a quirk of the load
-# generator). A preloaded shim connects each of those raw sockets, after SIPp has bound it, to
-# an address nothing sends from, so they receive nothing; SIPp still sends with sendto() to
-# the call's address. IVR_NO_SHIM=1 runs without it (at 300 calls the server's system time
-# then doubles).
+# generator). A preloaded shim (scripts/bench/sipp_rawconnect.c) connects each of those raw
+# sockets, after SIPp has bound it, to an address nothing sends from, so they receive
+# nothing; SIPp still sends with sendto() to the call's address. IVR_NO_SHIM=1 runs without
+# it (at 300 calls the server's system time then doubles).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=("$@")
@@ -65,36 +65,7 @@ fi
 
 PRELOAD=()
 if [ -z "${IVR_NO_SHIM:-}" ]; then
-    cat > "$WORK/rawconnect.c" <<'CEOF'
-/* After SIPp binds a raw UDP socket (its pcap player), connect it to 127.0.0.254: a connected
-   raw socket receives only packets from its peer, and nothing sends from there. */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <dlfcn.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-int bind(int fd, const struct sockaddr *addr, socklen_t len) {
-    static int (*real_bind)(int, const struct sockaddr *, socklen_t);
-    if (!real_bind)
-        real_bind = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
-    int result = real_bind(fd, addr, len);
-    int type = 0, protocol = 0;
-    socklen_t size = sizeof type;
-    if (result != 0 || addr->sa_family != AF_INET
-            || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_RAW)
-        return result;
-    size = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &size) != 0
-            || protocol != IPPROTO_UDP)
-        return result;
-    struct sockaddr_in nowhere = {.sin_family = AF_INET};
-    nowhere.sin_addr.s_addr = htonl(0x7f0000fe);
-    connect(fd, (const struct sockaddr *)&nowhere, sizeof nowhere);
-    return result;
-}
-CEOF
-    gcc -O2 -shared -fPIC -o "$WORK/rawconnect.so" "$WORK/rawconnect.c" -ldl
+    gcc -O2 -shared -fPIC -o "$WORK/rawconnect.so" scripts/bench/sipp_rawconnect.c -ldl
     PRELOAD=(--preload "$WORK/rawconnect.so")
 fi
 OPTIONS=()

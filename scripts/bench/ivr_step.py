@@ -5,9 +5,12 @@
         [--lead-ms 8000] [--ramp 8] [--preload sipp_rawconnect.so] [--profile]
 
 A fresh `softswitch run` (RTP ports 20000-22999, log level info) for each step, so that its
-memory growth belongs to this step's calls. SIPp (scripts/sipp/uac_ivr_load.xml) places N calls
-at N/ramp calls/s; each waits --lead-ms after the answer (the intro prompt plays), keys the
-pcap's RFC 4733 digits, and waits for the server to read them back and hang up.
+memory growth belongs to this step's calls. Its config is on the shipped defaults but for
+security.calls_per_source: one SIPp address places every call, so it allows 100,000 (the
+default 10 unauthenticated calls per source would refuse the rest). SIPp
+(scripts/sipp/uac_ivr_load.xml) places N calls at N/ramp calls/s; each waits --lead-ms after
+the answer (the intro prompt plays), keys the pcap's RFC 4733 digits, and waits for the
+server to read them back and hang up.
 
 Measured:
 - calls: SIPp's successful and failed calls; how many were up at once, from the server's
@@ -21,6 +24,8 @@ Measured:
   per-process ticks are all that is reported. Other processes' ticks are summed too: this
   machine is shared, so a step first waits until they are quiet, and reports what they used.
 - memory: the server's VmRSS before SIPp starts and its highest sample, per call at the peak.
+- threads: the CPU time each of the server's threads ran during the step
+  (/proc/PID/task/TID/schedstat, nanoseconds), the event loop's apart ("loop").
 - send gaps: tcpdump on lo captures the headers of every RTP packet the server sends (source
   ports 20000-22999, 64 octets: link, IPv4, UDP and RTP headers); for each stream (source
   port, SSRC) the time between consecutive packets of one talkspurt; percentiles over all
@@ -56,9 +61,12 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scripts" / "sipp" / "uac_ivr_load.xml"
@@ -117,6 +125,9 @@ class Result:
     gap_ms_step: dict[str, float] = field(default_factory=dict)  # within talkspurts
     gap_ms_peak: dict[str, float] = field(default_factory=dict)
     talkspurt_start_gap_ms: dict[str, float] = field(default_factory=dict)  # whole step
+    # CPU seconds of each of the server's threads over the step ("loop": the main thread, the
+    # event loop and media clock; the others by their OS name and thread id)
+    server_thread_cpu: dict[str, float] = field(default_factory=dict)
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -127,21 +138,29 @@ def free_port() -> int:
     return port
 
 
-def write_config(work: Path, port: int) -> Path:
+# One SIPp address places every call: the per-source call limits (security.calls_per_source,
+# 20 unconfirmed and 10 unauthenticated calls by default) would refuse all but the first few.
+CALLS_FROM_ONE_SOURCE = {"calls_per_source": {"max_unconfirmed": 100000,
+                                              "max_unauthenticated": 100000}}
+
+
+def write_config(work: Path, port: int, *, subscribers: Sequence[dict[str, object]] = (),
+                 sections: dict[str, object] | None = None) -> Path:
+    """The bench's config: listen, domain, store, the RTP port range, log level info and the
+    per-source call limits raised (CALLS_FROM_ONE_SOURCE); `sections` add top-level keys. All
+    else on the shipped defaults."""
     path = work / "bench.yaml"
-    path.write_text(f"""\
-log_level: info
-sip:
-  domain: bench.test
-  listen: ["127.0.0.1:{port}"]
-  transports: [udp]
-store:
-  url: sqlite+aiosqlite:///{work}/bench.db
-media:
-  rtp_port_min: {RTP_PORT_MIN}
-  rtp_port_max: {RTP_PORT_MAX}
-subscribers: []
-""")
+    config = {
+        "log_level": "info",
+        "sip": {"domain": "bench.test", "listen": [f"127.0.0.1:{port}"],
+                "transports": ["udp"]},
+        "store": {"url": f"sqlite+aiosqlite:///{work}/bench.db"},
+        "media": {"rtp_port_min": RTP_PORT_MIN, "rtp_port_max": RTP_PORT_MAX},
+        "security": CALLS_FROM_ONE_SOURCE,
+        **(sections or {}),
+        "subscribers": list(subscribers),
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -177,14 +196,41 @@ def rss_kb(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+SCHED_IDLE = 5  # the scheduling policy of the server's PIN-check threads (softswitch.services.pin)
+
+
+def thread_runtimes(pid: int) -> dict[int, tuple[str, int]]:
+    """Each thread of a process: its name ("pin-check" for a thread at SCHED_IDLE) and the
+    nanoseconds it has run (/proc/PID/task/TID/schedstat, finer than the ticks of stat)."""
+    runtimes: dict[int, tuple[str, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return runtimes
+    for tid in tids:
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[38]) == SCHED_IDLE:
+                name = "pin-check"
+            runtime = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        runtimes[int(tid)] = (name, runtime)
+    return runtimes
+
+
 class Sampler(threading.Thread):
-    """Reads the processes' CPU ticks and the server's RSS every SAMPLE_EVERY seconds."""
+    """Reads the processes' CPU ticks and the server's RSS every SAMPLE_EVERY seconds, and
+    what each of the server's threads has run since the first sample."""
 
     def __init__(self, server: int, tcpdump: int) -> None:
         super().__init__(daemon=True)
         self.server, self.tcpdump = server, tcpdump
         self.sipp: int | None = None
         self.samples: list[Sample] = []
+        # tid: (name, nanoseconds run at the first sample that saw it, at the latest)
+        self.threads: dict[int, tuple[str, int, int]] = {}
         self._others: dict[int, int] = {}
         self._others_total = 0
         self.done = threading.Event()
@@ -210,7 +256,20 @@ class Sampler(threading.Thread):
                                        cpu_ticks(self.sipp),
                                        cpu_ticks(self.tcpdump), rss_kb(self.server),
                                        self.others()))
+            first_sample = not self.threads
+            for tid, (name, runtime) in thread_runtimes(self.server).items():
+                # a thread started since the first sample ran all its time in the step
+                first = (self.threads[tid][1] if tid in self.threads
+                         else runtime if first_sample else 0)
+                self.threads[tid] = (name, first, runtime)
             self.done.wait(SAMPLE_EVERY)
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds of each server thread between the samples: "loop" for the main thread,
+        else "NAME:TID"."""
+        return {("loop" if tid == self.server else f"{name}:{tid}"):
+                round((last - first) / 1e9, 3)
+                for tid, (name, first, last) in sorted(self.threads.items())}
 
 
 # ---- analysis ---------------------------------------------------------------------------------
@@ -393,12 +452,13 @@ def wait_until_quiet(limit: float, patience: float) -> None:
         print(f"other processes use {busy:.0f}% of a core; waiting", file=sys.stderr)
 
 
-def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
-    """Run the server, tcpdump and SIPp for one step; the /proc samples taken meanwhile.
-    Whatever happens, no process is left behind."""
+def drive(args: argparse.Namespace, result: Result, config: Path, port: int,
+          scenario: Sequence[str], *, profile_after: float) -> Sampler:
+    """Run the server (on `config`, listening on `port`), tcpdump and SIPp (`scenario`: its
+    scenario's arguments, -sf and what it needs) for one step; the sampler, with the /proc
+    samples taken meanwhile. With --profile, py-spy records the server for 8 s from
+    `profile_after` seconds after SIPp starts. Whatever happens, no process is left behind."""
     work: Path = args.work
-    port = free_port()
-    config = write_config(work, port)
     softswitch = Path(sys.executable).with_name("softswitch")
     running: list[subprocess.Popen[bytes]] = []
     try:
@@ -407,7 +467,7 @@ def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
                                        "--config", str(config)],
                                       stdout=out, stderr=err, cwd=work)
         running.append(server)
-        wait_for_text(work / "server.stdout", "listening on", 30, server)
+        wait_for_text(work / "server.stdout", "listening on", 120, server)
         with open(work / "tcpdump.err", "wb") as err:
             tcpdump = subprocess.Popen(
                 [*pin(args, 1), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536",
@@ -425,26 +485,25 @@ def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
         if args.preload:
             env["LD_PRELOAD"] = str(args.preload)
         sipp_args = [
-            *pin(args, 1), "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-s", "1999",
-            "-key", "pcap", str(args.pcap), "-d", str(args.lead_ms),
+            *pin(args, 1), "sipp", f"127.0.0.1:{port}", *scenario,
             "-m", str(args.calls), "-l", str(args.calls), "-r", str(result.rate),
             "-i", "127.0.0.1", "-p", str(free_port()),
             "-mi", "127.0.0.1", "-mp", str(free_port()),
             "-trace_stat", "-stf", str(work / "sipp-stat.csv"), "-fd", "1", "-trace_err",
-            "-timeout", "240s", "-nostdin"]
+            "-timeout", "300s", "-nostdin"]
         with open(work / "sipp.out", "wb") as out:
             sipp = subprocess.Popen(sipp_args, stdout=out, stderr=subprocess.STDOUT, cwd=work,
                                     env=env)
         running.append(sipp)
         sampler.sipp = sipp.pid
-        if args.profile:  # once the ramp is over, for as long as the peak lasts
-            time.sleep(args.ramp + 1)
+        if args.profile:  # for as long as the peak lasts
+            time.sleep(profile_after)
             running.append(subprocess.Popen(
                 [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(server.pid),
                  "-f", "raw", "-o", str(work / "profile.txt"), "-d", "8", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for process in running[2:]:
-            process.wait(timeout=300)
+            process.wait(timeout=400)
         time.sleep(1.0)
         sampler.done.set()
         sampler.join()
@@ -457,22 +516,20 @@ def drive(args: argparse.Namespace, result: Result) -> list[Sample]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return sampler.samples
+    return sampler
 
 
-def run(args: argparse.Namespace) -> Result:
+def measure(args: argparse.Namespace, result: Result, sampler: Sampler,
+            log: list[str]) -> tuple[float, float]:
+    """What every step reports: SIPp's counts, calls held at once, CPU, memory and the send
+    gaps (see the module doc). The peak window (start, end) it used."""
     work: Path = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    wait_until_quiet(limit=5.0, patience=args.patience)
-    result = Result(target=args.calls, rate=math.ceil(args.calls / args.ramp))
-    samples = drive(args, result)
+    samples = sampler.samples
     result.sipp_successful, result.sipp_failed = sipp_counts(work / "sipp-stat.csv")
-    log = (work / "server.log").read_text(errors="replace").splitlines()
     result.server_warnings = sum(1 for line in log if " WARNING " in line or " ERROR " in line)
     answered, peak, start, end = concurrency(log)
     result.answered, result.peak_concurrent = answered, peak
     result.peak_seconds = round(end - start, 2)
-    digits_lost(log, args.digits, answered, result)
     if end - start < 2 * SAMPLE_EVERY:  # a peak too short to measure: the busiest 2 s
         start, end = max(start - 1.0, samples[0].at), start + 1.0
     result.server_cpu_peak = round(rate(samples, start, end, "server_ticks"), 1)
@@ -483,6 +540,7 @@ def run(args: argparse.Namespace) -> Result:
     result.sipp_cpu_peak = round(rate(samples, start, end, "sipp_ticks"), 1)
     result.tcpdump_cpu_peak = round(rate(samples, start, end, "tcpdump_ticks"), 1)
     result.others_cpu_peak = round(rate(samples, start, end, "others_ticks"), 1)
+    result.server_thread_cpu = sampler.thread_cpu()
     with open(work / "samples.csv", "w") as out:  # for a closer look at a step
         out.write(",".join(("seconds", *(f.name for f in fields(Sample)[1:]))) + "\n")
         for s in samples:
@@ -494,6 +552,22 @@ def run(args: argparse.Namespace) -> Result:
                         (work / "tcpdump.err").read_text(errors="replace"))
     result.capture_dropped = int(dropped.group(1)) if dropped else -1
     send_gaps(work / "rtp.pcap", (start, end), result)
+    return start, end
+
+
+def run(args: argparse.Namespace) -> Result:
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    wait_until_quiet(limit=5.0, patience=args.patience)
+    result = Result(target=args.calls, rate=math.ceil(args.calls / args.ramp))
+    port = free_port()
+    scenario = ["-sf", str(SCENARIO), "-s", "1999", "-key", "pcap", str(args.pcap),
+                "-d", str(args.lead_ms)]
+    sampler = drive(args, result, write_config(work, port), port, scenario,
+                    profile_after=args.ramp + 1)  # once the ramp is over
+    log = (work / "server.log").read_text(errors="replace").splitlines()
+    measure(args, result, sampler, log)
+    digits_lost(log, args.digits, result.answered, result)
     return result
 
 

@@ -119,10 +119,11 @@ def in_transaction(connection: sqlite3.Connection, begin: str,
 
 class SqliteBindingJournal:
     """The registrar's binding writes: one call, one transaction per group commit, with a
-    change feed row per AOR written (by `instance`)."""
+    change feed row per AOR written (by `instance`). Its thread is the store's writer thread
+    (`SqliteTransactions` writes there too)."""
 
     def __init__(self, path: str, instance: str) -> None:
-        self._thread = SqliteThread(path, "binding-journal")
+        self.thread = self._thread = SqliteThread(path, "binding-journal")
         self._instance = instance
         self._insert_head = f"INSERT INTO {_BINDINGS} ({', '.join(BINDING_FIELDS)}) VALUES "
         self._row = f"({placeholders(len(BINDING_FIELDS))})"
@@ -183,12 +184,47 @@ class SqliteBindingJournal:
         return StoredBindings(position, read_bindings(connection, aors))
 
 
+class SqliteTransactions:
+    """Whole transactions of the domain's repositories in one call each, on the store's
+    writer thread (the binding journal's) or its reader thread: what a call needs at the call
+    rate (the PIN check's counters, remote control's changes).
+
+    Through SQLAlchemy and aiosqlite each statement of a transaction is a thread hop and an
+    event-loop turn (BEGIN IMMEDIATE, the UPDATE, the change feed row, COMMIT: five to seven
+    of them), and SQLite's write lock is held across all of them. Under load each hop waits
+    for the GIL (the busy event loop keeps it for up to the switch interval), the lock is held
+    for tens of milliseconds, the other writers sleep in SQLite's busy handler, and some give
+    up after its timeout with "database is locked": with 25 remote-control calls a second
+    beside 500 calls' media, PIN checks took seconds (scripts/bench/remote.sh). Here a
+    transaction's statements run back to back in the thread, the lock held for microseconds.
+    """
+
+    def __init__(self, writer: SqliteThread, reader: SqliteThread, instance: str) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._instance = instance
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one write transaction (BEGIN IMMEDIATE: the write lock from its start)."""
+        return await self._writer.run(lambda c: in_transaction(c, "BEGIN IMMEDIATE", work))
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one read transaction (one snapshot)."""
+        return await self._reader.run(lambda c: in_transaction(c, "BEGIN", work))
+
+    def record_change(self, connection: sqlite3.Connection, kind: str, number: str) -> None:
+        """A change feed row for `number`, in the write transaction of `connection` (after its
+        other writes, as Store.record_changes)."""
+        connection.execute(_FEED_INSERT_HEAD + "(?, ?, ?, ?)",
+                           (number, kind, self._instance, time.time()))
+
+
 class SqliteReader:
     """The reads that run at the call rate: change feed polls, directory snapshots, binding
     reloads; each one call into the thread, in one read transaction (one snapshot)."""
 
     def __init__(self, path: str) -> None:
-        self._thread = SqliteThread(path, "store-reader")
+        self.thread = self._thread = SqliteThread(path, "store-reader")
         self._path = path
         self._stamp: sqlite3.Connection | None = None  # the event loop thread's own
 

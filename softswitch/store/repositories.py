@@ -5,10 +5,17 @@ locks the subscriber's row (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the write
 holds the database's write lock from its BEGIN IMMEDIATE), so two instances cannot both pass
 the check. Counters move in single UPDATE ... RETURNING statements. Every change to a
 subscriber's state is recorded in the change feed in the same transaction.
+
+What a call does at the call rate (the PIN check and its counters, remote control's and the
+dial codes' voicemail and forwarding changes, the line lookups they make) runs, on a SQLite
+file, as plain SQL in one call per transaction (`Store.fast`, see
+softswitch.store.fast_sqlite.SqliteTransactions): the same statements as the SQLAlchemy path
+below them, which PostgreSQL takes.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Any
@@ -18,6 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from softswitch.services.errors import UnknownSubscriber
 from softswitch.services.model import (
     CallRecord,
     ForwardingMode,
@@ -81,6 +89,11 @@ class SqlSubscribers:
         self._store = store
 
     async def line(self, number: str) -> Line | None:
+        if (fast := self._store.fast) is not None:
+            found = await fast.read(lambda c: c.execute(
+                "SELECT number, sim, line, nuisance_option FROM subscribers WHERE number = ?",
+                (number,)).fetchone())
+            return None if found is None else Line(found[0], found[1], found[2], bool(found[3]))
         query = select(subscribers.c.number, subscribers.c.sim, subscribers.c.line,
                        subscribers.c.nuisance_option).where(subscribers.c.number == number)
         async with self._store.engine.connect() as connection:
@@ -168,6 +181,16 @@ class SqlVoicemail:
         if ring_time is not None:
             values["ring_time"] = ring_time
         if not values:
+            return
+        if (fast := self._store.fast) is not None:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+
+            def write(connection: sqlite3.Connection) -> None:
+                connection.execute(f"UPDATE voicemail_settings SET {assignments} WHERE number = ?",
+                                   (*values.values(), number))
+                fast.record_change(connection, "voicemail", number)
+
+            await fast.write(write)
             return
         async with self._store.writing() as connection:
             await connection.execute(update(voicemail_settings)
@@ -284,6 +307,20 @@ class SqlForwarding:
             values["mode"] = mode
         if enabled is not None:
             values["active"] = enabled
+        if (fast := self._store.fast) is not None:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+
+            def write(connection: sqlite3.Connection) -> ForwardingSettings:
+                if values:
+                    connection.execute(f"UPDATE forwarding SET {assignments} WHERE number = ?",
+                                       (*values.values(), number))
+                    fast.record_change(connection, "forwarding", number)
+                row = connection.execute("SELECT active, destination, mode FROM forwarding "
+                                         "WHERE number = ?", (number,)).fetchone()
+                assert row is not None  # provisioning writes every subscriber's row
+                return ForwardingSettings(bool(row[0]), row[1], row[2])
+
+            return await fast.write(write)
         async with self._store.writing() as connection:
             if values:
                 await connection.execute(update(forwarding).where(forwarding.c.number == number)
@@ -308,6 +345,10 @@ class SqlRemoteControl:
         self._store = store
 
     async def enabled(self, number: str) -> bool | None:
+        if (fast := self._store.fast) is not None:
+            row = await fast.read(lambda c: c.execute(
+                "SELECT enabled FROM remote_control WHERE number = ?", (number,)).fetchone())
+            return None if row is None else bool(row[0])
         query = select(remote_control.c.enabled).where(remote_control.c.number == number)
         async with self._store.engine.connect() as connection:
             found = (await connection.execute(query)).scalar()
@@ -321,6 +362,18 @@ class SqlRemoteControl:
             await self._store.record_changes(connection, "remote_control", [number])
 
     async def wrong_attempt(self, number: str, disable_after: int) -> tuple[int, bool]:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> tuple[int, bool]:
+                row = connection.execute(
+                    "UPDATE remote_control SET wrong_streak = wrong_streak + 1, enabled = CASE "
+                    "WHEN wrong_streak + 1 >= ? THEN 0 ELSE enabled END WHERE number = ? "
+                    "RETURNING wrong_streak, enabled", (disable_after, number)).fetchone()
+                if row is None:
+                    raise UnknownSubscriber(number)
+                fast.record_change(connection, "remote_control", number)
+                return int(row[0]), bool(row[1])
+
+            return await fast.write(write)
         streak = remote_control.c.wrong_streak + 1
         async with self._store.writing() as connection:
             row = (await connection.execute(
@@ -333,6 +386,15 @@ class SqlRemoteControl:
         return int(row.wrong_streak), bool(row.enabled)
 
     async def right_attempt(self, number: str) -> None:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> None:
+                if connection.execute("UPDATE remote_control SET wrong_streak = 0 "
+                                      "WHERE number = ? AND wrong_streak != 0",
+                                      (number,)).rowcount:
+                    fast.record_change(connection, "remote_control", number)
+
+            await fast.write(write)
+            return
         async with self._store.writing() as connection:
             result = await connection.execute(
                 update(remote_control)
@@ -402,6 +464,12 @@ class SqlPins:
         self._store = store
 
     async def pin(self, number: str) -> PinRecord | None:
+        if (fast := self._store.fast) is not None:
+            found = await fast.read(lambda c: c.execute(
+                "SELECT pin_hash, pending_pin_hash, pending_apply_at, failures, locked "
+                "FROM pins WHERE number = ?", (number,)).fetchone())
+            return None if found is None else PinRecord(
+                number, found[0], found[1], found[2], int(found[3]), bool(found[4]))
         query = select(pins.c.pin_hash, pins.c.pending_pin_hash, pins.c.pending_apply_at,
                        pins.c.failures, pins.c.locked).where(pins.c.number == number)
         async with self._store.engine.connect() as connection:
@@ -412,6 +480,17 @@ class SqlPins:
                          int(row.failures), bool(row.locked))
 
     async def reserve_attempt(self, number: str, max_failures: int) -> int | None:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> int | None:
+                row = connection.execute(
+                    "UPDATE pins SET failures = failures + 1 WHERE number = ? AND locked = 0 "
+                    "AND failures < ? RETURNING failures", (number, max_failures)).fetchone()
+                if row is None:
+                    return None
+                fast.record_change(connection, "pin", number)
+                return int(row[0])
+
+            return await fast.write(write)
         async with self._store.writing() as connection:
             taken = (await connection.execute(
                 update(pins)
@@ -423,6 +502,15 @@ class SqlPins:
         return None if taken is None else int(taken)
 
     async def attempt_succeeded(self, number: str) -> bool:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> bool:
+                if not connection.execute("UPDATE pins SET failures = 0 "
+                                          "WHERE number = ? AND locked = 0", (number,)).rowcount:
+                    return False
+                fast.record_change(connection, "pin", number)
+                return True
+
+            return await fast.write(write)
         async with self._store.writing() as connection:
             result = await connection.execute(
                 update(pins).where(pins.c.number == number, pins.c.locked == false())
@@ -432,6 +520,18 @@ class SqlPins:
         return bool(result.rowcount)
 
     async def attempt_failed(self, number: str, max_failures: int) -> tuple[int, bool]:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> tuple[int, bool]:
+                row = connection.execute(
+                    "UPDATE pins SET locked = CASE WHEN failures >= ? THEN 1 ELSE locked END "
+                    "WHERE number = ? RETURNING failures, locked",
+                    (max_failures, number)).fetchone()
+                if row is None:
+                    raise UnknownSubscriber(number)
+                fast.record_change(connection, "pin", number)
+                return int(row[0]), bool(row[1])
+
+            return await fast.write(write)
         async with self._store.writing() as connection:
             row = (await connection.execute(
                 update(pins).where(pins.c.number == number)
@@ -450,6 +550,11 @@ class SqlPins:
         return bool(result.rowcount)
 
     async def source_failures(self, source: str, now: float, window: float) -> int:
+        if (fast := self._store.fast) is not None:
+            row = await fast.read(lambda c: c.execute(
+                "SELECT failures FROM pin_source_failures WHERE source = ? AND window_start > ?",
+                (source, now - window)).fetchone())
+            return 0 if row is None else int(row[0])
         query = select(pin_source_failures.c.failures).where(
             pin_source_failures.c.source == source,
             pin_source_failures.c.window_start > now - window)
@@ -458,6 +563,20 @@ class SqlPins:
         return 0 if found is None else int(found)
 
     async def add_source_failure(self, source: str, now: float, window: float) -> int:
+        if (fast := self._store.fast) is not None:
+            def write(connection: sqlite3.Connection) -> int:
+                # in DO UPDATE, the bare column names are the stored row's
+                expired = "window_start <= ?"
+                row = connection.execute(
+                    "INSERT INTO pin_source_failures (source, failures, window_start) "
+                    "VALUES (?, 1, ?) ON CONFLICT (source) DO UPDATE SET "
+                    f"failures = CASE WHEN {expired} THEN 1 ELSE failures + 1 END, "
+                    f"window_start = CASE WHEN {expired} THEN ? ELSE window_start END "
+                    "RETURNING failures",
+                    (source, now, now - window, now - window, now)).fetchone()
+                return int(row[0])
+
+            return await fast.write(write)
         table = pin_source_failures
         expired = table.c.window_start <= now - window
         async with self._store.writing() as connection:

@@ -15,6 +15,10 @@ Two exceptions to "everything through SQLAlchemy", both for what runs at the cal
   SQLAlchemy path.
 - `Store.reader` runs the change feed polls, directory snapshots and binding reloads on a
   connection of its own: a sqlite3 thread, or one asyncpg connection for PostgreSQL.
+- on a SQLite file, `Store.fast` runs the repositories' transactions that come at the call
+  rate (the PIN check, remote control's changes) in one call each on those two threads
+  (`SqliteTransactions`); None for PostgreSQL and with `binding_journal=False`, and the
+  repositories then take the SQLAlchemy path.
 
 Bindings are written per contact (RFC 3261 §10.3 across instances): a write adds, refreshes
 or removes the contacts it names and leaves the AOR's other contacts, which another instance
@@ -61,6 +65,7 @@ from softswitch.store.fast_sqlite import (
     MAX_KEYS_PER_IN,
     SqliteBindingJournal,
     SqliteReader,
+    SqliteTransactions,
     chunks,
     configure_sqlite_connection,
 )
@@ -118,12 +123,16 @@ class Store:
         self._journal = journal
         # Feed polls, directory snapshots and binding reloads, on a connection of their own.
         self.reader = reader
+        # The call-rate transactions of the repositories, one call each (SQLite file only).
+        self.fast = (SqliteTransactions(journal.thread, reader.thread, instance)
+                     if journal is not None and isinstance(reader, SqliteReader) else None)
 
     @classmethod
     async def open(cls, url: str, *, binding_journal: bool = True) -> "Store":
         """Connect and create any missing tables: a SQLite file or PostgreSQL.
         `binding_journal=False` sends the binding writes of a SQLite file through SQLAlchemy
-        too (as for PostgreSQL; see the module doc)."""
+        too, and the repositories' call-rate transactions (as for PostgreSQL; see the module
+        doc)."""
         if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError("the store is a SQLite file or a PostgreSQL database")
         path = _sqlite_file(url)
