@@ -196,33 +196,55 @@ def rss_kb(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-SCHED_IDLE = 5  # the scheduling policy of the server's PIN-check threads (softswitch.services.pin)
+SCHED_IDLE = 5  # the scheduling policy of the server's PIN-check processes
+
+
+def with_descendants(pid: int) -> list[int]:
+    """`pid` and the processes it started, and theirs (the server's PIN-check processes and
+    their forkserver)."""
+    found, index = [pid], 0
+    while index < len(found):
+        try:
+            tasks = os.listdir(f"/proc/{found[index]}/task")
+        except FileNotFoundError:
+            tasks = []
+        for tid in tasks:
+            try:
+                children = Path(f"/proc/{found[index]}/task/{tid}/children").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            found.extend(int(child) for child in children.split())
+        index += 1
+    return found
 
 
 def thread_runtimes(pid: int) -> dict[int, tuple[str, int]]:
-    """Each thread of a process: its name ("pin-check" for a thread at SCHED_IDLE) and the
-    nanoseconds it has run (/proc/PID/task/TID/schedstat, finer than the ticks of stat)."""
+    """Each thread of a process and of its descendants: its name ("pin-check" for one at
+    SCHED_IDLE) and the nanoseconds it has run (/proc/PID/task/TID/schedstat, finer than the
+    ticks of stat)."""
     runtimes: dict[int, tuple[str, int]] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return runtimes
-    for tid in tids:
+    for process in with_descendants(pid):
         try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[38]) == SCHED_IDLE:
-                name = "pin-check"
-            runtime = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            tids = os.listdir(f"/proc/{process}/task")
+        except FileNotFoundError:
             continue
-        runtimes[int(tid)] = (name, runtime)
+        for tid in tids:
+            try:
+                name = Path(f"/proc/{process}/task/{tid}/comm").read_text().strip()
+                stat = Path(f"/proc/{process}/task/{tid}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[38]) == SCHED_IDLE:
+                    name = "pin-check"
+                runtime = int(Path(f"/proc/{process}/task/{tid}/schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            runtimes[int(tid)] = (name, runtime)
     return runtimes
 
 
 class Sampler(threading.Thread):
-    """Reads the processes' CPU ticks and the server's RSS every SAMPLE_EVERY seconds, and
-    what each of the server's threads has run since the first sample."""
+    """Reads the processes' CPU ticks (the server's with its descendants') and the server's
+    RSS every SAMPLE_EVERY seconds, and what each of the server's threads has run since the
+    first sample."""
 
     def __init__(self, server: int, tcpdump: int) -> None:
         super().__init__(daemon=True)
@@ -235,10 +257,10 @@ class Sampler(threading.Thread):
         self._others_total = 0
         self.done = threading.Event()
 
-    def others(self) -> int:
+    def others(self, server: list[int]) -> int:
         """CPU ticks other processes used since the first sample (a process that started
         since counts from 0, one that ended keeps what it had)."""
-        ours = {self.server, self.tcpdump, self.sipp, os.getpid()}
+        ours = {*server, self.tcpdump, self.sipp, os.getpid()}
         first = not self._others
         for entry in os.scandir("/proc"):
             if entry.name.isdigit() and int(entry.name) not in ours:
@@ -251,11 +273,12 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.samples.append(Sample(time.time(), cpu_ticks(self.server),
-                                       cpu_ticks(self.server, system_only=True),
+            server = with_descendants(self.server)
+            self.samples.append(Sample(time.time(), sum(map(cpu_ticks, server)),
+                                       sum(cpu_ticks(pid, system_only=True) for pid in server),
                                        cpu_ticks(self.sipp),
                                        cpu_ticks(self.tcpdump), rss_kb(self.server),
-                                       self.others()))
+                                       self.others(server)))
             first_sample = not self.threads
             for tid, (name, runtime) in thread_runtimes(self.server).items():
                 # a thread started since the first sample ran all its time in the step

@@ -2,7 +2,7 @@
 # Concurrent remote-control calls (issue 10): SIPp calls the remote-access number (1400) N
 # times, each call keying its own subscriber's number and `#`, the PIN and `#`, then a menu
 # choice (`1` voicemail on or `2` off) as RFC 4733 events from pcaps; the server checks the
-# PIN (argon2, in a worker thread), makes the change, says so and offers the menu again, and
+# PIN (argon2, in a process of its own), makes the change, says so and offers the menu again, and
 # the caller hangs up. Steps of N are run one after the other, each against a fresh server on
 # a copy of one provisioned store, and each twice: with the PIN hashes as shipped, then with
 # the same PINs hashed at argon2's smallest cost ("cheap"), so that the two send gaps at the
@@ -32,7 +32,7 @@
 # that lost a key (no `pin-ok` line for the call's subscriber, no `remote-change` line, or
 # the store's voicemail setting not as the call set it), the delay of the PIN check (the
 # PIN's `#` to `pin-ok`), the server's CPU (/proc) and that of its threads outside the event
-# loop, argon2's CPU per call (the PIN-check threads: the server's threads at SCHED_IDLE),
+# loop, argon2's CPU per call (the PIN-check processes: the server's children at SCHED_IDLE),
 # SIPp's CPU, and the gaps between the RTP packets the server sends within a
 # talkspurt (tcpdump on lo, as ivr.sh). scripts/bench/remote_step.py does one step and
 # explains each measurement; ivr_step.py has the machinery both share.

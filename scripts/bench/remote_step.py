@@ -38,7 +38,7 @@ argon2's cost: --pin-cost cheap replaces every PIN hash in the step's store by a
 hash of the same PIN at the smallest parameters (8 KiB, 1 pass: ~0.1 ms), so the same calls
 run the same code with the PIN check all but free: the send gaps of the two at the same
 concurrency show whether the check reaches the media clock, and the server's CPU outside the
-loop thread, the difference. The PIN checks' own threads (the server's threads at
+loop thread, the difference. The PIN checks' own processes (the server's children at
 SCHED_IDLE) are measured directly (/proc/PID/task/TID/schedstat) and divided by the checks
 made.
 
@@ -102,7 +102,7 @@ class RemoteResult(Result):
     state_right: int = 0  # subscribers whose voicemail is as their call set it
     calls_losing_keys: int = 0  # calls placed that missed any of the three above
     pin_delay_ms: dict[str, float] = field(default_factory=dict)  # the PIN's # to pin-ok
-    pin_thread_cpu_s: float = 0.0  # the PIN-check threads (SCHED_IDLE), whole step
+    pin_thread_cpu_s: float = 0.0  # the PIN-check processes (SCHED_IDLE), whole step
     other_threads_cpu_s: float = 0.0  # all threads but the loop, whole step
     argon2_cpu_ms_per_call: float = 0.0  # pin_thread_cpu_s / pin checks
 

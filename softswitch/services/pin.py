@@ -4,8 +4,8 @@ and a throttle on failures per calling source across subscribers (toll-fraud def
 Counting is atomic in the store, so several instances cannot grant extra tries together: an
 attempt takes its try (counts itself as a failure) before the PIN is checked, and only while
 fewer than pin.max_failures are counted; a right PIN then clears the count, a wrong one may
-lock. The argon2 check runs in a thread of its own lane, at the lowest CPU priority (see
-`_PIN_CHECKS`). Unknown numbers, data SIMs and locked PINs
+lock. The argon2 check runs in a process of its own, at the lowest CPU priority (see
+`_new_pin_checks`). Unknown numbers, data SIMs and locked PINs
 cost the same argon2 check as a real one, so the time to answer tells a caller nothing.
 
 One audit line per attempt on the `softswitch.security` logger (never the PIN):
@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -174,28 +176,50 @@ def log_field(value: str) -> str:
 
 
 def _give_way() -> None:
-    """A PIN-check thread runs at SCHED_IDLE: it gives way at once to the event loop, which
+    """A PIN-check process runs at SCHED_IDLE: it gives way at once to the event loop, which
     keeps the media clock of every call (and to the loop at SCHED_RR, which it would otherwise
     inherit). On an idle core it runs at full speed; on a busy machine PIN checks wait, the
     audio does not."""
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-# argon2 costs about 50 ms of CPU per check on this hardware, and releases the GIL: one thread
-# per core. The lane is its own, so voicemail files and prompts (the default executor) never
-# queue behind PIN checks. The threads are named for the CPU accounting of scripts/bench.
-_PIN_CHECKS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="pin-check",
-                                 initializer=_give_way)
+# argon2 costs about 50 ms of CPU a check here: 25 checks a second take more than a core. The
+# checks run in processes of their own, one per core, at SCHED_IDLE. Not in threads: a
+# thread hands the GIL back to the event loop, and one at the lowest priority may wait for a
+# core while the loop waits for the GIL (500 remote-control calls: send gap p99 75 ms with
+# the checks in SCHED_IDLE threads, with argon2 at its cheapest). The lane is the PIN's own,
+# so voicemail files and prompts (the default executor) never queue behind a check.
+def _new_pin_checks() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(os.cpu_count() or 1,
+                               mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=_give_way)
+
+
+_pin_checks = _new_pin_checks()  # its processes start at the first check
+
+
+async def _in_pin_check_process(check: Callable[..., bool], *args: str) -> bool:
+    global _pin_checks
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(_pin_checks, check, *args)
+    except BrokenProcessPool:  # a process was killed (out of memory?): start afresh, once
+        security_log.warning("pin-check processes restarted")
+        _pin_checks = _new_pin_checks()
+        return await loop.run_in_executor(_pin_checks, check, *args)
+
+
+def _check_decoy(pin: str) -> bool:
+    verify_secret(pin, _decoy_hash())
+    return False
 
 
 async def _check(pin: str, pin_hash: str | None) -> bool:
-    """argon2 in a PIN-check thread; without a hash (no such PIN) against a decoy, for the
+    """argon2 in a PIN-check process; without a hash (no such PIN) against a decoy, for the
     same cost, and never right."""
-    loop = asyncio.get_running_loop()
     if pin_hash is None:
-        await loop.run_in_executor(_PIN_CHECKS, lambda: verify_secret(pin, _decoy_hash()))
-        return False
-    return await loop.run_in_executor(_PIN_CHECKS, verify_secret, pin, pin_hash)
+        return await _in_pin_check_process(_check_decoy, pin)
+    return await _in_pin_check_process(verify_secret, pin, pin_hash)
 
 
 @functools.cache
