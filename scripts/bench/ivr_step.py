@@ -463,9 +463,9 @@ def wait_until_quiet(limit: float, patience: float) -> None:
     deadline = time.monotonic() + patience
     probe = Sampler(0, 0)
     while True:
-        before = probe.others()
+        before = probe.others([])
         time.sleep(2.0)
-        busy = 100.0 * (probe.others() - before) / TICKS / 2.0
+        busy = 100.0 * (probe.others([]) - before) / TICKS / 2.0
         if busy < limit:
             return
         if time.monotonic() > deadline:
