@@ -479,14 +479,14 @@ async def test_two_instances_on_one_store_cannot_exceed_the_lock_count(
     from softswitch.services import pin as pin_module
 
     checked: list[str] = []  # PINs checked against the subscriber's own hash (not the decoy)
-    real_verify = pin_module.verify_secret
+    real_check = pin_module._check  # noqa: SLF001
 
-    def counting_verify(secret: str, secret_hash: str) -> bool:
-        if secret_hash != pin_module._decoy_hash():  # noqa: SLF001
-            checked.append(secret)
-        return real_verify(secret, secret_hash)
+    async def counting_check(pin: str, pin_hash: str | None) -> bool:
+        if pin_hash is not None:
+            checked.append(pin)
+        return await real_check(pin, pin_hash)
 
-    monkeypatch.setattr(pin_module, "verify_secret", counting_verify)
+    monkeypatch.setattr(pin_module, "_check", counting_check)
     await switch.server.services.remote_control.set_enabled(D1, True)
     thresholds = gc.get_threshold()
     other = await open_switch(tmp_path / "second", tmp_path / "softswitch.db")

@@ -398,14 +398,14 @@ async def test_two_instances_cannot_grant_extra_tries(
     from softswitch.services import pin as pin_module
 
     checked: list[str] = []  # argon2 checks against the subscriber's real hash
-    real_verify = pin_module.verify_secret
+    real_check = pin_module._check  # noqa: SLF001
 
-    def counting_verify(secret: str, secret_hash: str) -> bool:
-        if secret_hash != pin_module._decoy_hash():  # noqa: SLF001
-            checked.append(secret)
-        return real_verify(secret, secret_hash)
+    async def counting_check(pin: str, pin_hash: str | None) -> bool:
+        if pin_hash is not None:
+            checked.append(pin)
+        return await real_check(pin, pin_hash)
 
-    monkeypatch.setattr(pin_module, "verify_secret", counting_verify)
+    monkeypatch.setattr(pin_module, "_check", counting_check)
     other_store = await Store.open(store_url, binding_journal=backend != "sqlite-sqlalchemy")
     try:
         other = build_services(services_config(Path("/nonexistent")),

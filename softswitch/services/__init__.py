@@ -15,7 +15,7 @@ from .directory import SubscriberDirectory
 from .errors import ServiceError
 from .forwarding import ForwardingService
 from .last_caller import LastCallerService
-from .pin import PinService
+from .pin import PinService, start_pin_checks
 from .remote_control import RemoteControlService
 from .repositories import Repositories
 from .voicemail import VoicemailService
@@ -35,8 +35,10 @@ class Services:
     pin: PinService
 
     async def start(self) -> None:
-        """Load the directory and follow the change feed (a server; the CLI needs none)."""
+        """Load the directory and follow the change feed, start the PIN-check processes (a
+        server; the CLI needs none)."""
         await self.directory.start()
+        await start_pin_checks()
 
     async def close(self) -> None:
         """Write what is queued (call records, last callers), stop following the feed."""

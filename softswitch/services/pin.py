@@ -195,7 +195,20 @@ def _new_pin_checks() -> ProcessPoolExecutor:
                                initializer=_give_way)
 
 
-_pin_checks = _new_pin_checks()  # its processes start at the first check
+_pin_checks = _new_pin_checks()
+
+
+def _ready() -> bool:
+    return True
+
+
+async def start_pin_checks() -> None:
+    """Start the PIN-check processes now: a pool starts a process when a check finds none
+    idle, and starting one (a fork, the imports) holds the event loop for a moment; at the
+    first checks of a busy hour that moment would be a gap in every call's audio."""
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(_pin_checks, _ready)
+                           for _ in range(os.cpu_count() or 1)))
 
 
 async def _in_pin_check_process(check: Callable[..., bool], *args: str) -> bool:

@@ -160,6 +160,15 @@ class SqlVoicemail:
         self._store = store
 
     async def settings(self, number: str) -> VoicemailSettings | None:
+        if (fast := self._store.fast) is not None:
+            found = await fast.read(lambda c: c.execute(
+                "SELECT s.enabled, s.ring_time, g.number IS NOT NULL FROM voicemail_settings s "
+                "LEFT OUTER JOIN voicemail_greetings g ON g.number = s.number "
+                "WHERE s.number = ?", (number,)).fetchone())
+            if found is None:
+                return None
+            ring_time = DEFAULT_RING_TIME if found[1] is None else int(found[1])
+            return VoicemailSettings(bool(found[0]), ring_time, bool(found[2]))
         query = (select(voicemail_settings.c.enabled, voicemail_settings.c.ring_time,
                         voicemail_greetings.c.number.is_not(None).label("has_greeting"))
                  .select_from(voicemail_settings)
@@ -294,6 +303,12 @@ class SqlForwarding:
         self._store = store
 
     async def settings(self, number: str) -> ForwardingSettings | None:
+        if (fast := self._store.fast) is not None:
+            found = await fast.read(lambda c: c.execute(
+                "SELECT active, destination, mode FROM forwarding WHERE number = ?",
+                (number,)).fetchone())
+            return None if found is None else ForwardingSettings(bool(found[0]), found[1],
+                                                                 found[2])
         async with self._store.engine.connect() as connection:
             return await _forwarding_of(connection, number)
 
