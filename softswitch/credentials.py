@@ -2,7 +2,7 @@
 passwords, digest HA1s for SIP passwords. A bottom-layer module: the store hashes at
 provisioning, the services verify, the SIP digest code computes with HA1s.
 
-Parameters are OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 30 ms per
+Parameters are OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): 30-50 ms of CPU per
 hash here, so a PIN check does not stall a call, and many checks at once do not
 exhaust memory. The parameters live in each hash, so changing them later still
 verifies old hashes. argon2's comparison is constant-time. Hashing blocks the CPU:
