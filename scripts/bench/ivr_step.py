@@ -594,14 +594,8 @@ def run(args: argparse.Namespace) -> Result:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, required=True)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--pcap", type=Path, required=True)
-    parser.add_argument("--digits", required=True, help="the digits the pcap keys, without #")
-    parser.add_argument("--lead-ms", type=int, default=8000)
-    parser.add_argument("--ramp", type=float, default=8.0, help="seconds to place all calls")
+def add_step_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a step's machinery (drive(), wait_until_quiet()), remote_step.py's too."""
     parser.add_argument("--preload", type=Path, help="LD_PRELOAD for SIPp")
     parser.add_argument("--pin", action="store_true",
                         help="the server on CPU 0, SIPp and tcpdump on CPU 1")
@@ -611,6 +605,17 @@ def main() -> None:
     parser.add_argument("--realtime", type=int, default=0,
                         help="the server's SCHED_RR priority (1-99; 0: ordinary scheduling)")
     parser.add_argument("--profile", action="store_true", help="py-spy the server at the peak")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--pcap", type=Path, required=True)
+    parser.add_argument("--digits", required=True, help="the digits the pcap keys, without #")
+    parser.add_argument("--lead-ms", type=int, default=8000)
+    parser.add_argument("--ramp", type=float, default=8.0, help="seconds to place all calls")
+    add_step_options(parser)
     result = run(parser.parse_args())
     print(json.dumps(asdict(result)))
 

@@ -65,6 +65,7 @@ from ivr_step import (
     RTP_PORT_MAX,
     RTP_PORT_MIN,
     Result,
+    add_step_options,
     drive,
     free_port,
     log_time,
@@ -448,15 +449,7 @@ def main() -> None:
     parser.add_argument("--hold-ms", type=int, default=20000,
                         help="after the choice, before the caller hangs up")
     parser.add_argument("--pin-cost", choices=("shipped", "cheap"), default="shipped")
-    parser.add_argument("--preload", type=Path, help="LD_PRELOAD for SIPp")
-    parser.add_argument("--pin", action="store_true",
-                        help="the server on CPU 0, SIPp and tcpdump on CPU 1")
-    parser.add_argument("--patience", type=float, default=600.0,
-                        help="seconds to wait for other processes to go quiet first")
-    parser.add_argument("--nice", type=int, default=0, help="the server's nice value")
-    parser.add_argument("--realtime", type=int, default=0,
-                        help="the server's SCHED_RR priority (1-99; 0: ordinary scheduling)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the server at the peak")
+    add_step_options(parser)
     result = run(parser.parse_args())
     print(json.dumps(asdict(result)))
 
