@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import resource
@@ -9,10 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from softswitch.app import Server, start
+from softswitch.config import Config
 
 DOMAIN = "softswitch.test"
 
@@ -236,3 +242,18 @@ def options(port: int, call_id: str = "options-check", transport: str = "UDP") -
         "Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+@contextlib.asynccontextmanager
+async def in_process_server(config: Config) -> AsyncIterator[Server]:
+    """softswitch started in this process on `config`, closed on the way out. start() freezes
+    what it built (gc.freeze) and sets the collector's thresholds: both are given back, so the
+    next test builds and collects its own."""
+    thresholds = gc.get_threshold()
+    running = await start(config)
+    try:
+        yield running
+    finally:
+        await running.close()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -5,7 +5,6 @@ the phones are SIPp processes, driven from threads so the server's event loop ru
 from __future__ import annotations
 
 import asyncio
-import gc
 import shutil
 import struct
 from collections.abc import AsyncIterator
@@ -14,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softswitch.app import Server, start
+from softswitch.app import Server
 from softswitch.config import parse_config
 
 from .peers.sipp import SippPhone, register_contact, run_caller, write_callers_csv
-from .support import DOMAIN, SUBSCRIBERS
+from .support import DOMAIN, SUBSCRIBERS, in_process_server
 from .test_ivr_calls import free_udp_pair, write_test_prompts
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None,
@@ -40,14 +39,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         "calls": {"cdr_file": str(tmp_path / "cdr.jsonl")},
         "subscribers": SUBSCRIBERS[:2],
     }))
-    thresholds = gc.get_threshold()
-    running = await start(config)
-    try:
+    async with in_process_server(config) as running:
         yield running
-    finally:
-        await running.close()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 async def settled(server: Server, timeout: float = 5.0) -> dict[str, int]:

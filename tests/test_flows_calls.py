@@ -12,7 +12,7 @@ The real prompts, SIPp and PJSUA2 are in tests/test_flows_peers.py.
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 import logging
 import random
 import re
@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import yaml
 
-from softswitch.app import Server, start
+from softswitch.app import Server
 from softswitch.config import load_config
 from softswitch.media.g711 import Codec
 from softswitch.media.session import RtpSession
 from softswitch.media.wav import g711_wav
 from softswitch.sip.digest import authorization, parse_digest
 
-from .support import DOMAIN, SUBSCRIBERS, softswitch
+from .support import DOMAIN, SUBSCRIBERS, in_process_server, softswitch
 from .test_ivr_calls import (
     Dialog,
     Message,
@@ -99,21 +99,17 @@ class Switch:
         assert await settled(self.server.calls) == IDLE
 
 
-async def open_switch(directory: Path, store: Path) -> Switch:
-    return Switch(await start(load_config(write_server_config(directory, store))),
-                  directory / "softswitch.yaml")
+@contextlib.asynccontextmanager
+async def open_switch(directory: Path, store: Path) -> AsyncIterator[Switch]:
+    config = load_config(write_server_config(directory, store))
+    async with in_process_server(config) as server:
+        yield Switch(server, directory / "softswitch.yaml")
 
 
 @pytest.fixture
 async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
-    thresholds = gc.get_threshold()
-    opened = await open_switch(tmp_path, tmp_path / "softswitch.db")
-    try:
+    async with open_switch(tmp_path, tmp_path / "softswitch.db") as opened:
         yield opened
-    finally:
-        await opened.server.close()
-        gc.unfreeze()  # start() freezes what it built; the next test builds its own
-        gc.set_threshold(*thresholds)
 
 
 # ---- the phone ------------------------------------------------------------------------------
@@ -488,9 +484,7 @@ async def test_two_instances_on_one_store_cannot_exceed_the_lock_count(
 
     monkeypatch.setattr(pin_module, "_check", counting_check)
     await switch.server.services.remote_control.set_enabled(D1, True)
-    thresholds = gc.get_threshold()
-    other = await open_switch(tmp_path / "second", tmp_path / "softswitch.db")
-    try:
+    async with open_switch(tmp_path / "second", tmp_path / "softswitch.db") as other:
         phones = [await Caller.open(s.port, host=host) for s in (switch, other)
                   for host in ("127.0.0.1", "127.0.0.2")]
         lines = await asyncio.gather(*(phone.dial("1400") for phone in phones))
@@ -500,10 +494,6 @@ async def test_two_instances_on_one_store_cannot_exceed_the_lock_count(
         for phone in phones:
             phone.close()
         await other.idle()
-    finally:
-        await other.server.close()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
     # Twelve wrong PINs, four calls at once through two instances: pin.max_failures of them
     # were checked, the rest refused as locked unchecked.
     assert len(checked) == 5
@@ -515,22 +505,18 @@ async def test_two_instances_on_one_store_cannot_exceed_the_lock_count(
 async def test_a_pin_keyed_as_sip_info_is_not_in_the_debug_trace(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, "softswitch")  # before the start: the SIP trace is on
-    thresholds = gc.get_threshold()
-    switch = await open_switch(tmp_path, tmp_path / "softswitch.db")
-    phone = await Caller.open(switch.port)
-    try:
-        await switch.server.services.remote_control.set_enabled(D1, True)
-        line = await phone.dial("1400")
-        await line.info_keys(f"{D1}#7305#")  # wrong
-        await line.info_keys(f"{D1}#{PIN}#2")
-        await switch.eventually(lambda s: s["voicemail"]["enabled"] is False)
-        await line.hang_up()
-        await switch.idle()
-    finally:
-        phone.close()
-        await switch.server.close()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    async with open_switch(tmp_path, tmp_path / "softswitch.db") as switch:
+        phone = await Caller.open(switch.port)
+        try:
+            await switch.server.services.remote_control.set_enabled(D1, True)
+            line = await phone.dial("1400")
+            await line.info_keys(f"{D1}#7305#")  # wrong
+            await line.info_keys(f"{D1}#{PIN}#2")
+            await switch.eventually(lambda s: s["voicemail"]["enabled"] is False)
+            await line.hang_up()
+            await switch.idle()
+        finally:
+            phone.close()
     trace = "\n".join(r.getMessage() for r in caplog.records)
     assert "INFO sip:1400@" in trace and "(a key: not logged)" in trace  # the trace was on
     assert not re.search(r"Signal=[0-9]", trace)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import random
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softswitch.app import Server, start
+from softswitch.app import Server
 from softswitch.config import parse_config
 from softswitch.media.g711 import Codec
 from softswitch.media.prompts import CATALOGUE
@@ -43,7 +42,7 @@ from softswitch.net.rtp import MediaStream, RtpEngine, RtpPortPool
 from softswitch.sip.transaction import Timers
 from softswitch.switch.ivr_calls import IvrCalls
 
-from .support import SUBSCRIBERS, ServerProcess, free_port
+from .support import SUBSCRIBERS, ServerProcess, free_port, in_process_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scripts" / "sipp" / "uac_dtmf.xml"
@@ -116,14 +115,8 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
         "calls": {"cdr_file": str(tmp_path / "cdr.jsonl")},
         "subscribers": SUBSCRIBERS[:1],
     }))
-    thresholds = gc.get_threshold()
-    running = await start(config)
-    try:
+    async with in_process_server(config) as running:
         yield running
-    finally:
-        await running.close()
-        gc.unfreeze()  # start() freezes what it built; the next test builds its own
-        gc.set_threshold(*thresholds)
 
 
 def handler_of(server: Server) -> IvrCalls:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,10 +13,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softswitch.app import Server, start
+from softswitch.app import Server
 from softswitch.config import parse_config
 
-from .support import DOMAIN, SUBSCRIBERS, ServerProcess, SipClient, options, status_of
+from .support import (
+    DOMAIN,
+    SUBSCRIBERS,
+    ServerProcess,
+    SipClient,
+    in_process_server,
+    options,
+    status_of,
+)
 from .test_registrar import Phone as RegisteringPhone
 
 DEFAULT_PER_SOURCE = 64  # security.tcp.max_connections_per_source as shipped
@@ -83,14 +90,8 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
         "security": {"tcp": request.param},
         "subscribers": SUBSCRIBERS[:1],
     }))
-    thresholds = gc.get_threshold()
-    running = await start(config)
-    try:
+    async with in_process_server(config) as running:
         yield running
-    finally:
-        await running.close()
-        gc.unfreeze()  # start() freezes what it built; the next test builds its own
-        gc.set_threshold(*thresholds)
 
 
 async def connect(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
