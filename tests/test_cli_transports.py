@@ -1,6 +1,8 @@
 """The command line and the transports as an operator meets them."""
 
+import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,28 @@ def test_a_taken_port_is_named_with_the_reason_before_the_store_is_touched(
     assert result.returncode == 1
     assert f"{taken} 127.0.0.1:{port}: Address already in use" in result.stderr
     assert not (tmp_path / "softswitch.db").exists()
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _scheduling_policy(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[38])
+
+
+def test_the_pin_check_processes_start_with_the_server_and_end_with_it_even_killed(
+        tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    assert server.process is not None
+    checkers = {pid for pid in _children(server.process.pid)
+                if _scheduling_policy(pid) == 5}  # SCHED_IDLE: see softswitch.services.pin
+    assert checkers  # started before the first call, not at it
+    server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in checkers):
+        assert time.monotonic() < deadline, "PIN-check processes outlived a killed server"
+        time.sleep(0.1)

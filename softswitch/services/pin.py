@@ -26,6 +26,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -175,12 +176,21 @@ def log_field(value: str) -> str:
     return f'"{text}"' if " " in text or not text else text
 
 
-def _give_way() -> None:
+def _pin_check_process(server: int) -> None:
     """A PIN-check process runs at SCHED_IDLE: it gives way at once to the event loop, which
     keeps the media clock of every call (and to the loop at SCHED_RR, which it would otherwise
     inherit). On an idle core it runs at full speed; on a busy machine PIN checks wait, the
-    audio does not."""
+    audio does not. It ends when the server does, even a server killed with SIGKILL: a pool's
+    process would otherwise wait for work forever (it holds both ends of its queue)."""
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    threading.Thread(target=_end_with, args=(server,), name="end-with-server",
+                     daemon=True).start()
+
+
+def _end_with(server: int) -> None:
+    while os.getppid() == server:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 # argon2 costs about 50 ms of CPU a check here: 25 checks a second take more than a core. The
@@ -188,11 +198,12 @@ def _give_way() -> None:
 # thread hands the GIL back to the event loop, and one at the lowest priority may wait for a
 # core while the loop waits for the GIL (500 remote-control calls: send gap p99 75 ms with
 # the checks in SCHED_IDLE threads, with argon2 at its cheapest). The lane is the PIN's own,
-# so voicemail files and prompts (the default executor) never queue behind a check.
+# so voicemail files and prompts (the default executor) never queue behind a check. The
+# processes are spawned, so that they are the server's children (see _pin_check_process).
 def _new_pin_checks() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(os.cpu_count() or 1,
-                               mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_give_way)
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_pin_check_process, initargs=(os.getpid(),))
 
 
 _pin_checks = _new_pin_checks()
