@@ -109,7 +109,8 @@ async def _serve_on(config: Config, stack: SipStack, store: Store) -> Server:
     credentials = {username: c for username, c in (await store.load_credentials()).items()
                    if c.number in configured}
     authenticator = SipAuthenticator(digest=digest, credentials=credentials,
-                                     security=config.security, trusted_peers=sip.trusted_peers)
+                                     security=config.security,
+                                     trusted_peers=sip.trusted_peers + sip.subscriber_peers)
     registrar = Registrar(config=sip.registrar, domain=sip.domain, authenticator=authenticator,
                           writer=BindingWriter(store))
     # Views and bindings are read after the directory's feed position: nothing falls between.
@@ -166,7 +167,8 @@ def _call_router(config: Config, stack: SipStack, owners: Owners, ivr: IvrCalls,
     b2bua = B2bua(sip=stack, owners=owners, server_name=sip.user_agent, contact=ivr.contact,
                   max_call_seconds=MAX_CALL_SECONDS)
     identity = CallerIdentity(trusted_peers=sip.trusted_peers, authenticator=authenticator,
-                              public_numbers=config.public_numbers)
+                              public_numbers=config.public_numbers,
+                              subscriber_peers=sip.subscriber_peers)
     return CallRouter(identity=identity, router=router, directory=services.directory,
                       contacts=RegisteredPhones(registrar), ivr=ivr, b2bua=b2bua,
                       admission=CallAdmission(config.security.calls_per_source), flows=flows,

@@ -107,6 +107,10 @@ class SipConfig:
     # Sources (a carrier interconnect, the load balancer in front of us) that may assert the
     # caller in P-Asserted-Identity and are not challenged; addresses or CIDR blocks.
     trusted_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Trusted peers that authenticate our subscribers' phones themselves (a load balancer
+    # doing digest): a caller they assert is on their own line (the dial codes work). A peer
+    # only in trusted_peers asserts who calls, never a subscriber's own services.
+    subscriber_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Numbers anyone may call without authenticating; None: the remote-access number and the
     # DTMF test number (dial_codes.remote_access, dial_codes.dtmf_test).
     public_numbers: tuple[str, ...] | None = None
@@ -840,6 +844,7 @@ def _read_sip(node: _Node, path: str) -> SipConfig:
             "auth": _read_auth,
             "user_agent": _text,
             "trusted_peers": _networks,
+            "subscriber_peers": _networks,
             "public_numbers": _public_numbers,
         },
         required={"domain"},

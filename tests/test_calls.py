@@ -464,6 +464,57 @@ def test_a_trusted_peer_asserts_the_caller_without_a_challenge(tmp_path: Path) -
         server.stop()
 
 
+def _header(message: bytes, name: bytes) -> bytes:
+    return next(line for line in message.split(b"\r\n")
+                if line.lower().startswith(name.lower() + b":"))
+
+
+def dial_code_through_the_trunk(server: ServerProcess, client: SipClient, code: str,
+                                asserted: str) -> int:
+    """A call from the trunk (127.0.0.2) to a dial code; its final status. A refusal is ACKed;
+    an answered call is ACKed and ended by the server with a BYE, which is answered."""
+    client.send(trunk_invite(server, client, code, asserted=asserted))
+    final = 0
+    while (message := client.receive(timeout=15)) is not None:
+        if message.startswith(b"SIP/2.0 ") and (status := status_of(message) or 0) >= 200:
+            final = status
+            headers = b"\r\n".join(_header(message, name) for name in
+                                    (b"Via", b"From", b"To", b"Call-ID"))
+            client.send(b"ACK sip:%s@%s SIP/2.0\r\n%s\r\nCSeq: 1 ACK\r\n"
+                        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                        % (code.encode(), server.address.encode(), headers))
+            if final >= 300:
+                return final
+        elif message.startswith(b"BYE "):
+            headers = b"\r\n".join(_header(message, name) for name in
+                                    (b"Via", b"From", b"To", b"Call-ID", b"CSeq"))
+            client.send(b"SIP/2.0 200 OK\r\n%s\r\nContent-Length: 0\r\n\r\n" % headers)
+            return final
+    raise AssertionError(f"the call to {code} did not end")
+
+
+@pytest.mark.parametrize(("peers", "final"), [
+    ({"trusted_peers": ["127.0.0.2"]}, 404),  # an interconnect: caller ID, no more
+    ({"subscriber_peers": ["127.0.0.2"]}, 200),  # a load balancer that authenticated B
+])
+def test_only_a_peer_that_authenticates_phones_puts_its_caller_on_their_own_line(
+        tmp_path: Path, peers: dict[str, object], final: int) -> None:
+    """A PSTN caller spoofing B's number through an interconnect must not reach B's dial codes
+    (here 1410, voicemail off): refused as a caller who is no subscriber on their own phone.
+    Behind a load balancer in sip.subscriber_peers the same call is B's own."""
+    server = ServerProcess(tmp_path, sip_overrides=peers).start()
+    client = SipClient(server.port, source="127.0.0.2")
+    try:
+        assert server.show(B)["voicemail"]["enabled"] is True  # type: ignore[index]
+        assert dial_code_through_the_trunk(server, client, "1410",
+                                           asserted=f"<sip:{B}@{DOMAIN}>") == final
+        stopped = final == 200
+        assert server.show(B)["voicemail"]["enabled"] is not stopped  # type: ignore[index]
+    finally:
+        client.close()
+        server.stop()
+
+
 @needs_sipp
 def test_withheld_callers_follow_the_policy(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, sip_overrides={"trusted_peers": ["127.0.0.2"]},

@@ -635,6 +635,7 @@ def test_trusted_peers_public_numbers_and_call_options(tmp_path: Path) -> None:
         sip:
           domain: example.net
           trusted_peers: [192.0.2.10, 198.51.100.0/24, "2001:db8::/32"]
+          subscriber_peers: [10.0.0.0/8]
           public_numbers: ["1400"]
         security:
           source_failures: {max_failures: 3, window_seconds: 10, ban_seconds: 60}
@@ -643,6 +644,7 @@ def test_trusted_peers_public_numbers_and_call_options(tmp_path: Path) -> None:
         """))
     assert [str(n) for n in config.sip.trusted_peers] == [
         "192.0.2.10/32", "198.51.100.0/24", "2001:db8::/32"]
+    assert [str(n) for n in config.sip.subscriber_peers] == ["10.0.0.0/8"]
     assert config.public_numbers == {"1400"}
     assert config.security.source_failures.max_failures == 3
     assert config.security.tcp.header_timeout_seconds == 2.5

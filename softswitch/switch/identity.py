@@ -2,8 +2,10 @@
 
 - A trusted peer (`sip.trusted_peers`: a carrier interconnect, the load balancer in front of
   us) asserts the caller: P-Asserted-Identity, else From, normalised to national format
-  (`+8190…` -> `090…`). It is not challenged, and a caller it asserts is on their own line
-  (behind a load balancer that authenticated the phone, the dial codes work).
+  (`+8190…` -> `090…`). It is not challenged. Only a caller asserted by a peer that
+  authenticates our phones itself (`sip.subscriber_peers`) is on their own line, so that the
+  dial codes work behind a load balancer: an interconnect's caller ID can be spoofed by
+  anyone on the PSTN, and must not open a subscriber's mailbox or settings.
 - Anyone else calling a subscriber or a dial code is challenged (407, the same digest
   credentials and defences as REGISTER: switch/auth.py), and the From must be the
   subscriber who authenticated (403 otherwise).
@@ -51,23 +53,20 @@ class Identified:
 
 class CallerIdentity:
     def __init__(self, *, trusted_peers: Iterable[Network], authenticator: Authenticator,
-                 public_numbers: frozenset[str]) -> None:
-        self.trusted_peers = tuple(trusted_peers)
+                 public_numbers: frozenset[str],
+                 subscriber_peers: Iterable[Network] = ()) -> None:
+        self.subscriber_peers = tuple(subscriber_peers)
+        self.trusted_peers = tuple(trusted_peers) + self.subscriber_peers
         self.authenticator = authenticator
         self.public_numbers = public_numbers
 
     def trusted(self, peer: Peer) -> bool:
-        if not self.trusted_peers:
-            return False
-        try:
-            address = ipaddress.ip_address(peer.host.strip("[]"))
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted_peers)
+        return _among(peer, self.trusted_peers)
 
     def identify(self, request: Request, peer: Peer, dialled: str) -> Identified | Rejected:
         if self.trusted(peer):
-            return Identified(asserted_caller(request), verified=True)
+            on_own_line = _among(peer, self.subscriber_peers)
+            return Identified(asserted_caller(request, on_own_line=on_own_line), verified=True)
         if dialled in self.public_numbers:
             if self.authenticator.banned(request, peer):  # a guesser is no public caller
                 return BANNED
@@ -81,8 +80,19 @@ class CallerIdentity:
         return Identified(Caller(result.number, subscriber=result.number), verified=True)
 
 
-def asserted_caller(request: Request) -> Caller:
-    """The caller a trusted peer asserts: P-Asserted-Identity (RFC 3325), else From."""
+def _among(peer: Peer, networks: tuple[Network, ...]) -> bool:
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(peer.host.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def asserted_caller(request: Request, *, on_own_line: bool) -> Caller:
+    """The caller a trusted peer asserts: P-Asserted-Identity (RFC 3325), else From; the
+    subscriber on their own line only if `on_own_line` (the peer authenticated them)."""
     withheld = any(value.strip().lower() == "id" for value in request.values("privacy"))
     for value in request.values("p-asserted-identity"):
         try:
@@ -91,10 +101,11 @@ def asserted_caller(request: Request) -> Caller:
             continue
         number, anonymous = _number_of(uri)
         if number is not None:
-            return Caller(number, subscriber=number, trusted=True,
+            return Caller(number, subscriber=number if on_own_line else None, trusted=True,
                           withheld=withheld or anonymous)
     number, anonymous = _number_of(_from_uri(request))
-    return Caller(number, subscriber=number, trusted=True, withheld=withheld or anonymous)
+    return Caller(number, subscriber=number if on_own_line else None, trusted=True,
+                  withheld=withheld or anonymous)
 
 
 def _from_uri(request: Request) -> Uri | None:
