@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -503,6 +504,26 @@ async def test_remote_control_from_any_phone_forwarding_off_and_voicemail_on(
         f"pin-ok source={STRANGER} number={D1} via=remote-access",
         f"remote-change source={STRANGER} number={D1} change=forwarding-off",
         f"remote-change source={STRANGER} number={D1} change=voicemail-on"]
+
+
+async def test_a_remote_change_cut_short_by_a_hang_up_is_made_and_audited(
+        switch: Switch, caplog: pytest.LogCaptureFixture) -> None:
+    """The caller hangs up right after the key that confirms a change, while it is being
+    written: the change completes (Guidance.commit), and so does its audit line."""
+    caplog.set_level(logging.INFO, "softswitch.security")
+    await switch.services.remote_control.set_enabled(D1, True)
+    await switch.services.voicemail.set_enabled(D1, False)
+    line = remote(switch)
+    await log_in(line)
+    await line.press("1")  # voicemail on
+    await line.hang_up()
+    deadline = time.monotonic() + 10
+    while not (await switch.state())["voicemail"]["enabled"]:
+        assert time.monotonic() < deadline, "the confirmed change was cut short"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the audit is written as the change returns
+    assert f"remote-change source={STRANGER} number={D1} change=voicemail-on" in [
+        r.getMessage() for r in caplog.records]
 
 
 async def test_remote_control_refuses_alike_and_ends_the_call_at_the_third_failure(

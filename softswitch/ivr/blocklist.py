@@ -21,7 +21,7 @@ from ..services.errors import InvalidNumber, OwnNumber
 from ..services.lines import other_number
 from ..services.pin import PinResult
 from ..services.repositories import BlockResult
-from .context import FlowContext, commit
+from .context import FlowContext
 from .guidance import PIN_MAX_DIGITS, Guidance
 from .runtime import Ended
 
@@ -43,7 +43,8 @@ async def register_last_caller(guide: Guidance, context: FlowContext, number: st
         await guide.call.play("blocklist_last_caller_withheld")
     else:
         try:
-            result = await commit(context.services.blocklist.add(number, last.caller))
+            result = await guide.commit(context.services.blocklist.add(number, last.caller),
+                                        "blocklist-add-last-caller")
         except (InvalidNumber, OwnNumber):  # the subscriber called the own number
             await guide.call.play("blocklist_invalid_number")
             return
@@ -66,7 +67,7 @@ async def menu(guide: Guidance, context: FlowContext, number: str) -> None:
             await guide.say(["blocklist_count", *guide.call.prompts.number_readout(count, "ken")]
                             if count else "blocklist_empty")
         elif choice == keys.delete_last:
-            removed = await commit(blocklist.delete_last(number))
+            removed = await guide.commit(blocklist.delete_last(number), "blocklist-delete-last")
             await guide.say("blocklist_deleted_last" if removed else "blocklist_empty")
         elif choice == keys.delete_all:
             await _delete_all(guide, context, number)
@@ -91,7 +92,7 @@ async def _register_keyed_number(guide: Guidance, context: FlowContext, number: 
                                     invalid_prompt="blocklist_invalid_number")
         if await guide.confirm(["you_entered", *guide.call.prompts.digits_readout(caller)]):
             break
-    await guide.say(ADDED[await commit(blocklist.add(number, caller))])
+    await guide.say(ADDED[await guide.commit(blocklist.add(number, caller), "blocklist-add")])
 
 
 async def _delete_all(guide: Guidance, context: FlowContext, number: str) -> None:
@@ -104,7 +105,7 @@ async def _delete_all(guide: Guidance, context: FlowContext, number: str) -> Non
             != keys.accept:
         await guide.say("cancelled")
         return
-    await commit(context.services.blocklist.delete_all(number))
+    await guide.commit(context.services.blocklist.delete_all(number), "blocklist-delete-all")
     await guide.say("blocklist_deleted_all")
 
 

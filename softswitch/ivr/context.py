@@ -1,23 +1,20 @@
 """What a service flow is given besides its call, and how it makes a change.
 
-Changes are made by one service call each, after the caller's last confirmation (`commit`):
-hanging up before it leaves nothing changed, and after it the change completes.
+Changes are made by one service call each, after the caller's last confirmation
+(`Guidance.commit`): hanging up before it leaves nothing changed, and after it the change
+completes, and remote control's audit line of it is written.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from ..config import MenusConfig
 from ..services import Services
 from ..services.model import Line
 from .guidance import Guidance
-
-T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,7 +35,3 @@ class FlowContext:
 # A flow acting on one subscriber's line: the guidance, the context, the subscriber.
 LineFlow = Callable[[Guidance, FlowContext, str], Awaitable[None]]
 
-
-async def commit(change: Awaitable[T]) -> T:
-    """Make a change the caller confirmed: a hang-up from here on does not cut it short."""
-    return await asyncio.shield(change)

@@ -18,7 +18,7 @@ from ..config import menu_keys
 from ..services.errors import InvalidNumber, OwnNumber
 from ..services.lines import other_number
 from ..services.model import ForwardingMode
-from .context import FlowContext, commit
+from .context import FlowContext
 from .guidance import Guidance
 
 MODE_SET: dict[ForwardingMode, str] = {"immediate": "forwarding_mode_immediate",
@@ -31,22 +31,21 @@ async def start(guide: Guidance, context: FlowContext, number: str) -> None:
     await guide.call.play("forwarding_started")
 
 
-async def turn_on(guide: Guidance, context: FlowContext, number: str) -> str | None:
-    """Forwarding on, asking for a destination when none is set: the new destination, if
-    one was keyed."""
+async def turn_on(guide: Guidance, context: FlowContext, number: str) -> None:
+    """Forwarding on, asking for a destination when none is set."""
     forwarding = context.services.forwarding
     if (await forwarding.settings(number)).destination is not None:
-        await commit(forwarding.start(number))
-        return None
+        await guide.commit(forwarding.start(number), "forwarding-on")
+        return
     await guide.say("forwarding_no_destination")
     destination = await ask_destination(guide, number)
-    await commit(forwarding.start(number, destination))
-    return destination
+    await guide.commit(forwarding.start(number, destination),
+                       f"forwarding-on destination={destination}")
 
 
 async def stop(guide: Guidance, context: FlowContext, number: str) -> None:
     """1420."""
-    await commit(context.services.forwarding.stop(number))
+    await guide.commit(context.services.forwarding.stop(number), "forwarding-off")
     await guide.call.play("forwarding_stopped")
 
 
@@ -63,16 +62,16 @@ async def settings(guide: Guidance, context: FlowContext, number: str) -> None:
             await switch_remote_control(guide, context, number)
 
 
-async def register_destination(guide: Guidance, context: FlowContext, number: str) -> str:
+async def register_destination(guide: Guidance, context: FlowContext, number: str) -> None:
     """The destination now, if any; the new one keyed, read back and confirmed: registered."""
     forwarding = context.services.forwarding
     current = (await forwarding.settings(number)).destination
     if current is not None:
         await guide.say("forwarding_destination_is", guide.call.prompts.digits_readout(current))
     destination = await ask_destination(guide, number)
-    await commit(forwarding.set_destination(number, destination))
+    await guide.commit(forwarding.set_destination(number, destination),
+                       f"forwarding-destination destination={destination}")
     await guide.say("forwarding_destination_registered")
-    return destination
 
 
 async def ask_destination(guide: Guidance, number: str) -> str:
@@ -92,19 +91,20 @@ async def ask_destination(guide: Guidance, number: str) -> str:
             return other_number(destination, number, "forwarding destination")
 
 
-async def choose_mode(guide: Guidance, context: FlowContext, number: str) -> ForwardingMode:
-    """1 forward at once / 2 forward when not answered within the ring time: the mode set."""
+async def choose_mode(guide: Guidance, context: FlowContext, number: str) -> None:
+    """1 forward at once / 2 forward when not answered within the ring time."""
     keys = context.menus.forwarding_mode
     choice = await guide.menu("forwarding_mode_menu", menu_keys(keys))
     mode: ForwardingMode = "immediate" if choice == keys.immediate else "no_answer"
-    await commit(context.services.forwarding.set_mode(number, mode))
+    await guide.commit(context.services.forwarding.set_mode(number, mode),
+                       f"forwarding-mode mode={mode}")
     await guide.say(MODE_SET[mode])
-    return mode
 
 
 async def switch_remote_control(guide: Guidance, context: FlowContext, number: str) -> None:
     """1 remote control on / 2 off (1429 3, from the subscriber's own phone only)."""
     keys = context.menus.remote_control_switch
     enable = await guide.menu("remote_control_menu", menu_keys(keys)) == keys.enable
-    await commit(context.services.remote_control.set_enabled(number, enable))
+    await guide.commit(context.services.remote_control.set_enabled(number, enable),
+                       "remote-control-on" if enable else "remote-control-off")
     await guide.say("remote_control_on" if enable else "remote_control_off")

@@ -13,11 +13,14 @@ and ends the call (ivr/flows.py). The keys themselves are configuration (config 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TypeVar
 
 from ..config import MenusConfig
 from .runtime import Call, Ended, Entry
 
+T = TypeVar("T")
 TRIES = 3  # wrong or missing entries of one question before the call ends
 MENU_TIMEOUT = 6.0  # seconds after a menu for its key
 ENTRY_TIMEOUT = 8.0  # seconds after a question for its first key
@@ -36,6 +39,19 @@ class Guidance:
     def __init__(self, call: Call, keys: MenusConfig) -> None:
         self.call = call
         self.keys = keys
+        # Told of each change made (what commit() says it is): remote control audits them.
+        self.on_change: Callable[[str], None] | None = None
+
+    async def commit(self, change: Awaitable[T], what: str) -> T:
+        """Make a change the caller confirmed, `what` it is for the audit: a hang-up from here
+        on cuts neither the change nor its audit short."""
+        async def made() -> T:
+            result = await change
+            if self.on_change is not None:
+                self.on_change(what)
+            return result
+
+        return await asyncio.shield(made())
 
     async def say(self, *prompts: str | Sequence[str]) -> None:
         """Prompts in a row; a key stops them and is kept for the next question."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 from ..config import menu_keys
 from ..services.pin import log_field, security_log
 from . import forwarding, voicemail
-from .context import FlowContext, commit
+from .context import FlowContext
 from .guidance import NUMBER_MAX_DIGITS, PIN_MAX_DIGITS, Guidance
 
 
@@ -60,15 +60,14 @@ async def remote_menu(guide: Guidance, context: FlowContext, number: str) -> Non
         security_log.info("remote-change source=%s number=%s change=%s", log_field(source),
                           number, change)
 
+    guide.on_change = audit  # each change as it is made: a hang-up right after still has it
     while True:
         choice = await guide.menu(["remote_menu", "menu_repeat"], menu_keys(keys))
         if choice == keys.voicemail_on:
-            await commit(services.voicemail.set_enabled(number, True))
-            audit("voicemail-on")
+            await guide.commit(services.voicemail.set_enabled(number, True), "voicemail-on")
             await guide.say("voicemail_started")
         elif choice == keys.voicemail_off:
-            await commit(services.voicemail.set_enabled(number, False))
-            audit("voicemail-off")
+            await guide.commit(services.voicemail.set_enabled(number, False), "voicemail-off")
             await guide.say("voicemail_stopped")
         elif choice == keys.new_messages:
             await voicemail.play_messages(guide, context, number, new=True)
@@ -77,28 +76,25 @@ async def remote_menu(guide: Guidance, context: FlowContext, number: str) -> Non
             await voicemail.play_messages(guide, context, number, new=False)
             await guide.say("voicemail_end_of_messages")
         elif choice == keys.voicemail_settings:
-            audit(await voicemail.setting(guide, context, number))
+            await voicemail.setting(guide, context, number)
         elif choice == keys.ring_time:
-            audit(f"ring-time seconds={await voicemail.ring_time(guide, context, number)}")
+            await voicemail.ring_time(guide, context, number)
         elif choice == keys.forwarding_settings:
-            audit(await _forwarding_setting(guide, context, number))
+            await _forwarding_setting(guide, context, number)
         elif choice == keys.forwarding_on:
-            destination = await forwarding.turn_on(guide, context, number)
-            audit("forwarding-on" if destination is None
-                  else f"forwarding-on destination={destination}")
+            await forwarding.turn_on(guide, context, number)
             await guide.say("forwarding_started")
         elif choice == keys.forwarding_off:
-            await commit(services.forwarding.stop(number))
-            audit("forwarding-off")
+            await guide.commit(services.forwarding.stop(number), "forwarding-off")
             await guide.say("forwarding_stopped")
 
 
-async def _forwarding_setting(guide: Guidance, context: FlowContext, number: str) -> str:
-    """1429's destination and mode, from another phone: what changed, for the audit line."""
+async def _forwarding_setting(guide: Guidance, context: FlowContext, number: str) -> None:
+    """1429's destination and mode, from another phone."""
     keys = context.menus.forwarding_settings
     choice = await guide.menu(["remote_forwarding_menu", "menu_repeat"],
                               (keys.destination, keys.mode))
     if choice == keys.destination:
-        destination = await forwarding.register_destination(guide, context, number)
-        return f"forwarding-destination destination={destination}"
-    return f"forwarding-mode mode={await forwarding.choose_mode(guide, context, number)}"
+        await forwarding.register_destination(guide, context, number)
+    else:
+        await forwarding.choose_mode(guide, context, number)

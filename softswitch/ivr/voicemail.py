@@ -21,7 +21,7 @@ from datetime import datetime
 from ..config import menu_keys
 from ..services.errors import NoSuchMessage
 from ..services.model import MAX_RING_TIME, VoicemailMessage
-from .context import FlowContext, commit
+from .context import FlowContext
 from .guidance import Guidance
 
 RING_TIME_MAX_DIGITS = 4  # "1200" is refused whole, not taken as 120 and a stray 0
@@ -31,13 +31,13 @@ GREETING_MIN_SECONDS = 0.5  # shorter: nothing was said
 
 async def start(guide: Guidance, context: FlowContext, number: str) -> None:
     """1411."""
-    await commit(context.services.voicemail.set_enabled(number, True))
+    await guide.commit(context.services.voicemail.set_enabled(number, True), "voicemail-on")
     await guide.call.play("voicemail_started")
 
 
 async def stop(guide: Guidance, context: FlowContext, number: str) -> None:
     """1410."""
-    await commit(context.services.voicemail.set_enabled(number, False))
+    await guide.commit(context.services.voicemail.set_enabled(number, False), "voicemail-off")
     await guide.call.play("voicemail_stopped")
 
 
@@ -88,10 +88,12 @@ async def _play_message(guide: Guidance, context: FlowContext,
             continue
         try:
             if choice == keys.delete:
-                await commit(voicemail.delete(message.number, message.id))
+                await guide.commit(voicemail.delete(message.number, message.id),
+                                   f"message-deleted id={message.id}")
                 await guide.say("voicemail_deleted")
             elif choice == keys.save:
-                await commit(voicemail.save(message.number, message.id))
+                await guide.commit(voicemail.save(message.number, message.id),
+                                   f"message-saved id={message.id}")
                 await guide.say("voicemail_saved")
         except NoSuchMessage:  # gone meanwhile (retention, another call): on to the next
             pass
@@ -109,24 +111,21 @@ async def settings(guide: Guidance, context: FlowContext, number: str) -> None:
         await setting(guide, context, number)
 
 
-async def setting(guide: Guidance, context: FlowContext, number: str) -> str:
-    """One choice of the voicemail settings menu (remote control 5): what it changed, as the
-    remote-control audit line says it."""
+async def setting(guide: Guidance, context: FlowContext, number: str) -> None:
+    """One choice of the voicemail settings menu (remote control 5)."""
     keys = context.menus.voicemail_settings
     choice = await guide.menu(["voicemail_settings_menu", "menu_repeat"], menu_keys(keys))
     if choice == keys.ring_time:
-        return f"ring-time seconds={await ring_time(guide, context, number)}"
-    if choice == keys.record_greeting:
+        await ring_time(guide, context, number)
+    elif choice == keys.record_greeting:
         await record_greeting(guide, context, number)
-        return "greeting-recorded"
-    await commit(context.services.voicemail.reset_greeting(number))
-    await guide.say("greeting_reset")
-    return "greeting-default"
+    else:
+        await guide.commit(context.services.voicemail.reset_greeting(number), "greeting-default")
+        await guide.say("greeting_reset")
 
 
-async def ring_time(guide: Guidance, context: FlowContext, number: str) -> int:
-    """The ring time now, seconds (0-120) # -> read back -> 1 confirm / 2 key again: the ring
-    time set."""
+async def ring_time(guide: Guidance, context: FlowContext, number: str) -> None:
+    """The ring time now, seconds (0-120) # -> read back -> 1 confirm / 2 key again."""
     voicemail = context.services.voicemail
     readout = guide.call.prompts.number_readout
     current = (await voicemail.settings(number)).ring_time
@@ -136,9 +135,8 @@ async def ring_time(guide: Guidance, context: FlowContext, number: str) -> int:
                                       valid=_ring_time, invalid_prompt="ring_time_invalid"))
         if await guide.confirm(["ring_time_entered", *readout(seconds, "byou")]):
             break
-    await commit(voicemail.set_ring_time(number, seconds))
+    await guide.commit(voicemail.set_ring_time(number, seconds), f"ring-time seconds={seconds}")
     await guide.say("ring_time_set")
-    return seconds
 
 
 def _ring_time(digits: str) -> bool:
@@ -162,7 +160,8 @@ async def record_greeting(guide: Guidance, context: FlowContext, number: str) ->
             await call.play_recording(path, barge_in=True)
             if await guide.confirm([], question="greeting_keep_or_retry"):
                 kept = True  # the service moves the file into the mailbox
-                await commit(context.services.voicemail.set_greeting(number, path))
+                await guide.commit(context.services.voicemail.set_greeting(number, path),
+                                   "greeting-recorded")
                 await guide.say("greeting_recorded")
                 return
         finally:
