@@ -96,6 +96,25 @@ def test_ipv4_and_ipv6_listeners(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_tcp_on_every_ipv4_and_every_ipv6_address_of_one_port(tmp_path: Path) -> None:
+    """[::] over TCP is IPv6 only (as asyncio makes it): 0.0.0.0 can listen beside it, and an
+    IPv4 client is seen as itself, not as ::ffff:127.0.0.1."""
+    probe = ServerProcess(tmp_path)
+    probe.sip_overrides = {"listen": [f"0.0.0.0:{probe.port}", f"[::]:{probe.port}"],
+                           "transports": ["tcp"]}
+    server = probe.start()
+    try:
+        client = SipClient(server.port, "tcp", "127.0.0.1")
+        client.send(options(client.local_port, "v4-on-any", "TCP"))
+        answer = check_response(parse_datagram(client.receive() or b""))
+        assert answer.status == 200 and answer.top_via is not None
+        assert answer.top_via.params.get("received") in (None, "127.0.0.1")
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_pipelined_requests_on_one_tcp_connection(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path).start()
     try:

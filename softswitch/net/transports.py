@@ -86,6 +86,10 @@ class SipStack:
         if "tcp" in transports:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio's create_server: [::] is IPv6 only, so
+                # IPv4 clients are not seen as ::ffff:a.b.c.d (trusted peers, bans) and
+                # 0.0.0.0 can listen on the same port
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             server = await self._loop.create_server(
                 lambda: _TcpConnection(self), sock=_bound(sock, "tcp", address))
             self._servers.append(server)
