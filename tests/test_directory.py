@@ -2,9 +2,11 @@
 processes write to (issue 9: "a change made through any instance holds for the next call")."""
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from softswitch.services.feed import Change, DirectorySnapshot, FeedPoll
 from softswitch.services.model import CalleeView, ForwardingSettings, Line, VoicemailSettings
 from softswitch.sip.digest import DigestAuthenticator
 from softswitch.store.directory import SqlChangeFeed
+from softswitch.store.fast_sqlite import SqliteReader
 from softswitch.store.schema import blocklist, changes, voicemail_settings
 from softswitch.store.store import BindingChange, Store
 from softswitch.switch.auth import SipAuthenticator
@@ -414,3 +417,27 @@ async def test_a_postgresql_reader_connection_killed_by_the_server_is_made_again
     await directory.sync()
     sakura = directory.callee(SAKURA)
     assert sakura is not None and sakura.blocklist == frozenset({"0312345678"})
+
+
+async def test_the_commit_stamp_never_waits_for_a_lock_on_the_event_loop(tmp_path: Path) -> None:
+    """A connection holding SQLite's exclusive lock (as a WAL recovery does): the stamp is
+    None at once (the directory then polls in its thread) instead of a 5 s wait on the loop."""
+    path = str(tmp_path / "locked.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    reader = SqliteReader(path)
+    try:
+        started = time.monotonic()
+        assert reader.commit_stamp() is None
+        assert time.monotonic() - started < 1.0
+        holder.execute("COMMIT")
+        holder.execute("PRAGMA locking_mode=NORMAL")
+        holder.execute("SELECT x FROM t").fetchall()  # the exclusive lock goes at this read
+        assert isinstance(reader.commit_stamp(), int)
+    finally:
+        await reader.close()
+        holder.close()

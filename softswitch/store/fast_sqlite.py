@@ -228,13 +228,18 @@ class SqliteReader:
         self._path = path
         self._stamp: sqlite3.Connection | None = None  # the event loop thread's own
 
-    def commit_stamp(self) -> int:
+    def commit_stamp(self) -> int | None:
         """SQLite's data_version as this process's event loop sees it: it changes whenever
         any connection (another instance, the CLI, our own writer threads) commits. Read on
-        the event loop: a few microseconds of shared memory, no disk read, no thread hop."""
+        the event loop: a few microseconds of shared memory, no disk read, no thread hop.
+        Never waits for a lock (the loop must not): None when SQLite is busy (a WAL recovery
+        after another instance crashed), and the directory then polls."""
         if self._stamp is None:
-            self._stamp = sqlite3.connect(self._path, isolation_level=None)
-        value: int = self._stamp.execute("PRAGMA data_version").fetchone()[0]
+            self._stamp = sqlite3.connect(self._path, isolation_level=None, timeout=0)
+        try:
+            value: int = self._stamp.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
         return value
 
     async def snapshot(self) -> DirectorySnapshot:
