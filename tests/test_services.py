@@ -367,6 +367,14 @@ async def test_the_argon2_check_gives_way_to_the_event_loop(services: Services) 
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the event loop's process is untouched
 
 
+async def test_a_pin_keyed_where_the_number_goes_is_not_logged(
+        services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "softswitch.security")
+    check = await services.pin.verify("4826", "4826", source=ATTACKER, via="remote-access")
+    assert check.result is PinResult.UNKNOWN
+    assert "4826" not in caplog.text and " number=- " in caplog.text
+
+
 async def test_unknown_numbers_and_data_sims_answer_unknown(services: Services) -> None:
     for number in (UNKNOWN, HIROSHI, "1400", "not digits"):
         check = await services.pin.verify(number, "1234", source=ATTACKER, via="remote-access")

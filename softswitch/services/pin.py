@@ -14,9 +14,11 @@ One audit line per attempt on the `softswitch.security` logger (never the PIN):
     pin-failed source=SOURCE number=NUMBER via=SERVICE failures=N result=RESULT
 
 e.g. `pin-failed source=udp:203.0.113.5:5060 number=09012345678 via=remote-access failures=2
-result=wrong` (one line). RESULT is wrong, unknown (no such subscriber, a data SIM), locked or
-throttled; WARNING for the last two, else INFO. N is the subscriber's consecutive failures, or
-for unknown and throttled the source's failures in the current throttle window.
+result=wrong` (one line). NUMBER is `-` when what was keyed is no national number (a caller
+may key the PIN where the number goes). RESULT is wrong, unknown (no such subscriber, a data
+SIM), locked or throttled; WARNING for the last two, else INFO. N is the subscriber's
+consecutive failures, or for unknown and throttled the source's failures in the current
+throttle window.
 """
 
 from __future__ import annotations
@@ -149,12 +151,14 @@ class PinService:
     @staticmethod
     def _audit(level: int, source: str, number: str, via: str, result: PinResult,
                failures: int | None = None) -> None:
+        # Only a number is logged as keyed: a caller may key the PIN where the number goes.
+        shown = log_field(number) if is_national_number(number) else "-"
         if result is PinResult.OK:
             security_log.log(level, "pin-ok source=%s number=%s via=%s", log_field(source),
-                             log_field(number), log_field(via))
+                             shown, log_field(via))
             return
         security_log.log(level, "pin-failed source=%s number=%s via=%s failures=%d result=%s",
-                         log_field(source), log_field(number), log_field(via), failures or 0,
+                         log_field(source), shown, log_field(via), failures or 0,
                          result.value)
 
 
