@@ -61,8 +61,9 @@ async def test_nothing_is_left_after_a_bridged_call(server: Server, tmp_path: Pa
         await server.services.voicemail.set_enabled(B, False)
     if mode == "ring":
         await server.services.voicemail.set_ring_time(B, 1)  # then voicemail answers
-    phone = await asyncio.to_thread(SippPhone, tmp_path, "ring" if mode == "ring" else
-                                    "486" if mode == "486" else mode, talk_ms=300)
+    # a blocked caller's call must not reach the phone at all: it would answer
+    phone = await asyncio.to_thread(SippPhone, tmp_path,
+                                    "answer" if mode == "blocked" else mode, talk_ms=300)
     try:
         registered = await asyncio.to_thread(register_contact, port, B, PASSWORDS[B], DOMAIN,
                                              phone.port, tmp_path)
@@ -80,6 +81,8 @@ async def test_nothing_is_left_after_a_bridged_call(server: Server, tmp_path: Pa
                                            tmp_path, {"pcap": str(pcap)}, duration_ms=1500,
                                            auth_uri=f"{B}@127.0.0.1:{port}")
             assert call.returncode == 0, call.failure("not answered")
+        if mode == "blocked":
+            assert phone.invites() == []
     finally:
         await asyncio.to_thread(phone.stop)
     assert await settled(server) == {"attempts": 0, "bridges": 0, "owned": 0, "calls": 0,

@@ -453,6 +453,8 @@ def test_a_trusted_peer_asserts_the_caller_without_a_challenge(tmp_path: Path) -
         client.send(trunk_invite(server, client, B, asserted="<sip:+819011110001@x;user=phone>")
                     .replace(b"trunk-09011110002", b"again-09011110002"))
         while (message := client.receive(timeout=5)) is not None:
+            if b"Call-ID: again-" not in message:  # the first call, still ringing
+                continue
             answers.append(status_of(message))
             if answers[-1] >= 200:
                 break
@@ -515,7 +517,6 @@ def test_only_a_peer_that_authenticates_phones_puts_its_caller_on_their_own_line
         server.stop()
 
 
-@needs_sipp
 def test_withheld_callers_follow_the_policy(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, sip_overrides={"trusted_peers": ["127.0.0.2"]},
                            sections={"calls": {"anonymous_callers": "reject"}}).start()
@@ -523,7 +524,10 @@ def test_withheld_callers_follow_the_policy(tmp_path: Path) -> None:
     try:
         client.send(trunk_invite(server, client, B, asserted="<tel:+819011110001>",
                                  privacy="Privacy: id\r\n"))
-        answers = [status_of(client.receive()) for _ in range(2)]
+        answers: list[int | None] = []
+        while not answers or (answers[-1] or 0) < 200:
+            answers.append(status_of(client.receive()))
+            assert answers[-1] is not None, answers
         assert answers[-1] == 433, answers  # Anonymity Disallowed (RFC 5079)
     finally:
         client.close()

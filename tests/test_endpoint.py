@@ -662,7 +662,7 @@ def _via_lines(ack: bytes, lines: bytes) -> bytes:
 ACK_SHAPES = {
     "plain": lambda ack: ack,
     "compact and lower case": lambda ack: ack.replace(b"\r\nVia: ", b"\r\nv: ").replace(
-        b"\r\nTo: ", b"\r\nt:").replace(b"SIP/2.0/UDP", b"SIP/2.0/UDP"),
+        b"\r\nTo: ", b"\r\nt:").replace(b"SIP/2.0/UDP", b"sip/2.0/udp"),
     "odd spacing": lambda ack: ack.replace(b"\r\nVia: ", b"\r\nvIA \t:  ").replace(
         b"\r\nTo: ", b"\r\nTO :"),
     "folded Via": lambda ack: ack.replace(b";branch=", b"\r\n ;branch="),
