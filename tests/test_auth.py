@@ -285,12 +285,12 @@ def test_more_than_max_failures_ban_the_source_without_further_digest_work(
     assert authenticator.limits.tracked == (0, 1)
     hash_calls.clear()
     # Banned: even the right password is refused, unread; no challenge is handed out either.
-    assert answer(authenticator, peer=ATTACKER, challenge=challenge, nc=12) \
-        == Rejected(403, "Forbidden")
+    banned = Rejected(403, "Forbidden", stateless=True)  # no transaction kept for it
+    assert answer(authenticator, peer=ATTACKER, challenge=challenge, nc=12) == banned
     assert authenticator.authenticate(request(), ATTACKER, proxy=False,
-                                      expected_number=SAKURA) == Rejected(403, "Forbidden")
+                                      expected_number=SAKURA) == banned
     assert hash_calls == []
-    assert authenticator.banned(request(), ATTACKER)
+    assert authenticator.refuse_if_banned(request(), ATTACKER) == banned
     # Another address is served meanwhile; the ban ends after ban_seconds.
     assert answer(authenticator) == Authenticated(SAKURA, SAKURA)
     clock.now += 900
@@ -312,7 +312,7 @@ def test_every_kind_of_failure_counts_for_the_source(clock: Clock, reason_userna
     for _ in range(11):
         outcome = answer(authenticator, username=reason_username, password="x", peer=ATTACKER)
         assert isinstance(outcome, Rejected) and outcome.status == 403
-    assert authenticator.banned(request(), ATTACKER)
+    assert authenticator.refuse_if_banned(request(), ATTACKER) is not None
 
 
 def test_behind_a_trusted_peer_the_source_is_the_client_it_received_from(clock: Clock) -> None:

@@ -219,10 +219,11 @@ def test_a_password_guesser_is_banned_while_another_source_registers(
     source = f"source=udp:127.0.0.1:{guesser.port}"
     failed = [line for line in lines
               if line.startswith(f"INFO softswitch.security: auth-failed {source} ")]
-    assert len(failed) == 202  # one line for every refused request
-    assert failed[-2].endswith(" user=- method=REGISTER reason=source-banned")  # no credentials
+    assert len(failed) == 203  # one line for every refused request
+    assert failed[-3].endswith(" user=- method=REGISTER reason=source-banned")  # no credentials
+    assert failed[-1].endswith(" user=- method=INVITE reason=source-banned")  # at 1999 too
     assert sum(line.endswith("reason=wrong-password") for line in failed) == 11
-    assert sum(line.endswith("reason=source-banned") for line in failed) == 191
+    assert sum(line.endswith("reason=source-banned") for line in failed) == 192
     assert [line for line in lines if "WARNING" in line] == [
         f"WARNING softswitch.security: source-banned {source} failures=11 ban_seconds=900"]
     assert any(line.startswith("INFO softswitch.security: auth-ok source=udp:127.0.0.2:")

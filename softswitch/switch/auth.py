@@ -71,9 +71,13 @@ class Rejected:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
+    # Answered without keeping a transaction (RFC 3261 §8.2.7): a challenge, and the refusal
+    # of a banned source, are most of what a scanner or a flood costs us.
+    stateless: bool = False
 
 
 _FORBIDDEN = Rejected(403, _FORBIDDEN_REASON)
+_BANNED = Rejected(403, _FORBIDDEN_REASON, stateless=True)
 
 
 class FailureLimits:
@@ -225,7 +229,7 @@ class SipAuthenticator:
         if self.limits.banned(host, now):
             self._refused(source, self._credentials_in(request, proxy), request.method,
                           "source-banned")
-            return _FORBIDDEN
+            return _BANNED
         params = self._credentials_in(request, proxy)
         if params is None:
             return self._challenge(proxy, host, stale=False)
@@ -263,10 +267,15 @@ class SipAuthenticator:
                     (source, username, number, request.method))
         return Authenticated(number, username)
 
-    def banned(self, request: Request, peer: Peer) -> bool:
-        """Is the request's source banned? For requests that do not authenticate (an INVITE
-        to a public number) but should be refused all the same."""
-        return self.limits.banned(self._source_of(request, peer)[0], self._monotonic())
+    def refuse_if_banned(self, request: Request, peer: Peer) -> Rejected | None:
+        """The refusal of a request from a banned source, logged as `authenticate` logs it;
+        None for any other source. For requests that do not authenticate (an INVITE to a
+        public number) but from a banned source should be refused all the same."""
+        host, source = self._source_of(request, peer)
+        if not self.limits.banned(host, self._monotonic()):
+            return None
+        self._refused(source, None, request.method, "source-banned")
+        return _BANNED
 
     # ---- the steps ------------------------------------------------------------------------
     def _source_of(self, request: Request, peer: Peer) -> tuple[str, str]:
@@ -297,8 +306,9 @@ class SipAuthenticator:
         values = self.digest.challenge(self._clock(), stale, host)
         if proxy:
             return Rejected(407, "Proxy Authentication Required",
-                            tuple(("proxy-authenticate", v) for v in values))
-        return Rejected(401, "Unauthorized", tuple(("www-authenticate", v) for v in values))
+                            tuple(("proxy-authenticate", v) for v in values), stateless=True)
+        return Rejected(401, "Unauthorized", tuple(("www-authenticate", v) for v in values),
+                        stateless=True)
 
     def _failed(self, now: float, host: str, source: str, params: DigestParams,
                 request: Request, number: str | None, reason: str,

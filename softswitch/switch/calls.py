@@ -179,9 +179,9 @@ class CallRouter:
             response = make_response(request, identified.status, identified.reason,
                                      to_tag=transaction.to_tag,
                                      headers=list(identified.headers))
-            # A challenge is answered statelessly (RFC 3261 §8.2.7), as REGISTER's are: it
-            # is most of what a scanner or a caller costs us, and a repeat gets a fresh one.
-            self.ivr.reply(transaction, response, stateless=identified.status == 407)
+            # A challenge (a repeat gets a fresh one) and a banned source's refusal are
+            # answered statelessly: see Rejected.stateless.
+            self.ivr.reply(transaction, response, stateless=identified.stateless)
             return
         admission = self.admission.admit(peer, authenticated=identified.verified,
                                          trusted=identified.caller.trusted)

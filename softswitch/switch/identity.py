@@ -34,7 +34,6 @@ from .auth import Authenticated, Rejected
 from .router import Caller
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-BANNED = Rejected(403, "Forbidden")
 ANONYMOUS_USERS = frozenset(("anonymous", "unknown", "restricted", "unavailable"))
 
 
@@ -42,7 +41,7 @@ class Authenticator(Protocol):
     def authenticate(self, request: Request, peer: Peer, *, proxy: bool,
                      expected_number: str | None) -> Authenticated | Rejected: ...
 
-    def banned(self, request: Request, peer: Peer) -> bool: ...
+    def refuse_if_banned(self, request: Request, peer: Peer) -> Rejected | None: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,8 +67,9 @@ class CallerIdentity:
             on_own_line = _among(peer, self.subscriber_peers)
             return Identified(asserted_caller(request, on_own_line=on_own_line), verified=True)
         if dialled in self.public_numbers:
-            if self.authenticator.banned(request, peer):  # a guesser is no public caller
-                return BANNED
+            # a guesser is no public caller: not at the remote-access number either
+            if (refused := self.authenticator.refuse_if_banned(request, peer)) is not None:
+                return refused
             number, withheld = _number_of(_from_uri(request))
             return Identified(Caller(number, withheld=withheld), verified=False)
         from_number, _ = _number_of(_from_uri(request))
