@@ -367,6 +367,21 @@ async def test_the_argon2_check_gives_way_to_the_event_loop(services: Services) 
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the event loop's process is untouched
 
 
+async def test_a_killed_pin_check_process_is_replaced(
+        services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    import signal
+
+    import softswitch.services.pin as pin_module
+
+    assert (await services.pin.verify(KENJI, "1234", OWNER)).ok
+    os.kill(next(iter(pin_module._pin_checks._processes)), signal.SIGKILL)  # noqa: SLF001
+    await asyncio.sleep(0.5)  # the pool sees its process gone
+    checks = await asyncio.gather(*(services.pin.verify(KENJI, "1234", OWNER)
+                                    for _ in range(3)))
+    assert all(check.ok for check in checks)
+    assert caplog.text.count("pin-check processes restarted") == 1
+
+
 async def test_a_pin_keyed_where_the_number_goes_is_not_logged(
         services: Services, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "softswitch.security")

@@ -189,6 +189,7 @@ def _pin_check_process(server: int) -> None:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     threading.Thread(target=_end_with, args=(server,), name="end-with-server",
                      daemon=True).start()
+    _decoy_hash()  # now: the first unknown number must cost what a known one does
 
 
 def _end_with(server: int) -> None:
@@ -204,9 +205,11 @@ def _end_with(server: int) -> None:
 # the checks in SCHED_IDLE threads, with argon2 at its cheapest). The lane is the PIN's own,
 # so voicemail files and prompts (the default executor) never queue behind a check. The
 # processes are spawned, so that they are the server's children (see _pin_check_process).
+_PROCESSES = len(os.sched_getaffinity(0))  # the cores this server may use, not the host's
+
+
 def _new_pin_checks() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(os.cpu_count() or 1,
-                               mp_context=multiprocessing.get_context("spawn"),
+    return ProcessPoolExecutor(_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_pin_check_process, initargs=(os.getpid(),))
 
 
@@ -223,17 +226,20 @@ async def start_pin_checks() -> None:
     first checks of a busy hour that moment would be a gap in every call's audio."""
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(loop.run_in_executor(_pin_checks, _ready)
-                           for _ in range(os.cpu_count() or 1)))
+                           for _ in range(_PROCESSES)))
 
 
 async def _in_pin_check_process(check: Callable[..., bool], *args: str) -> bool:
     global _pin_checks
     loop = asyncio.get_running_loop()
+    pool = _pin_checks
     try:
-        return await loop.run_in_executor(_pin_checks, check, *args)
+        return await loop.run_in_executor(pool, check, *args)
     except BrokenProcessPool:  # a process was killed (out of memory?): start afresh, once
-        security_log.warning("pin-check processes restarted")
-        _pin_checks = _new_pin_checks()
+        if _pin_checks is pool:  # the first check to find it broken replaces it
+            security_log.warning("pin-check processes restarted")
+            pool.shutdown(wait=False)
+            _pin_checks = _new_pin_checks()
         return await loop.run_in_executor(_pin_checks, check, *args)
 
 
