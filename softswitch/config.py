@@ -1013,12 +1013,21 @@ def _menu_key(node: _Node, path: str) -> str:
     return text
 
 
+def _end_key(node: _Node, path: str) -> str:
+    """The key that ends a number, a PIN, a ring time: not a digit, which those are made of."""
+    key = _menu_key(node, path)
+    if key.isdigit():
+        raise _Invalid(path, f"must be '#' or '*': numbers and PINs are made of digits, "
+                             f"got {key!r}", node.line)
+    return key
+
+
 def _read_menus(node: _Node, path: str) -> MenusConfig:
     section = _Mapping.of(node, path)
     defaults = MenusConfig()
     submenus = [spec.name for spec in dataclasses.fields(MenusConfig)
                 if spec.name not in ("end", "repeat")]
-    parsers: dict[str, Parser] = {"end": _menu_key, "repeat": _menu_key}
+    parsers: dict[str, Parser] = {"end": _end_key, "repeat": _menu_key}
     for name in submenus:
         parsers[name] = functools.partial(_read_menu, type(getattr(defaults, name)))
     menus = MenusConfig(**section.parse(parsers))

@@ -690,11 +690,12 @@ def test_menu_keys_can_be_changed(tmp_path: Path) -> None:
     ('{remote: {forwarding_off: "*"}}', "menus.remote.forwarding_off",
      "'*' is the key that repeats a menu"),
     ('{end: "*"}', "menus.end", "'*' is already the key that repeats a menu"),
+    ('{end: "1"}', "menus.end", "must be '#' or '*'"),
     ('{playback: {next: "12"}}', "menus.playback.next", "must be one key of 0123456789*#"),
     ('{playback: {next: "A"}}', "menus.playback.next", "must be one key of 0123456789*#"),
     ('{confirm: {ok: "1"}}', "menus.confirm.ok", "unknown key; expected accept, retry"),
-], ids=["duplicate", "repeat-key", "end-is-repeat", "two-keys", "not-a-menu-key",
-        "unknown-key"])
+], ids=["duplicate", "repeat-key", "end-is-repeat", "end-is-a-digit", "two-keys",
+        "not-a-menu-key", "unknown-key"])
 def test_bad_menu_keys_are_refused_at_start(tmp_path: Path, menus: str, field: str,
                                             problem: str) -> None:
     error = error_of(tmp_path, f"sip: {{domain: x.test}}\nmenus: {menus}\n")
