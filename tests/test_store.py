@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import insert, select, text, update
 
 from softswitch.credentials import hash_secret, verify_secret
+from softswitch.services.errors import UnknownSubscriber
 from softswitch.store.provisioning import ProvisioningError, ProvisionSummary
+from softswitch.store.repositories import sql_repositories
 from softswitch.store.schema import (
     blocklist,
     metadata,
@@ -403,3 +405,13 @@ async def test_a_failed_batch_changes_nothing_and_the_next_one_is_written(
     after = {KENJI: [binding(KENJI, "sip:k@192.0.2.4")]}
     await provisioned.write_bindings({KENJI: upsert(*after[KENJI])})
     assert (await provisioned.read_bindings()).by_aor == {**before, **after}
+
+
+async def test_counting_a_failure_for_no_subscriber_says_so_on_every_backend(
+        provisioned: Store) -> None:
+    """The SQLite fast path and the SQLAlchemy path (PostgreSQL's) answer alike."""
+    repositories = sql_repositories(provisioned)
+    with pytest.raises(UnknownSubscriber):
+        await repositories.pins.attempt_failed("09099999999", 5)
+    with pytest.raises(UnknownSubscriber):
+        await repositories.remote_control.wrong_attempt("09099999999", 4)

@@ -396,7 +396,9 @@ class SqlRemoteControl:
                 .values(wrong_streak=streak,
                         enabled=case((streak >= disable_after, false()),
                                      else_=remote_control.c.enabled))
-                .returning(remote_control.c.wrong_streak, remote_control.c.enabled))).one()
+                .returning(remote_control.c.wrong_streak, remote_control.c.enabled))).first()
+            if row is None:
+                raise UnknownSubscriber(number)
             await self._store.record_changes(connection, "remote_control", [number])
         return int(row.wrong_streak), bool(row.enabled)
 
@@ -552,7 +554,9 @@ class SqlPins:
                 update(pins).where(pins.c.number == number)
                 .values(locked=case((pins.c.failures >= max_failures, true()),
                                     else_=pins.c.locked))
-                .returning(pins.c.failures, pins.c.locked))).one()
+                .returning(pins.c.failures, pins.c.locked))).first()
+            if row is None:
+                raise UnknownSubscriber(number)
             await self._store.record_changes(connection, "pin", [number])
         return int(row.failures), bool(row.locked)
 
