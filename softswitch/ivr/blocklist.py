@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from ..config import menu_keys
 from ..services.errors import InvalidNumber, OwnNumber
-from ..services.lines import other_number
 from ..services.pin import PinResult
 from ..services.repositories import BlockResult
 from .context import FlowContext
@@ -80,18 +79,9 @@ async def _register_keyed_number(guide: Guidance, context: FlowContext, number: 
         await guide.say("blocklist_full")
         return
 
-    def blockable(digits: str) -> bool:
-        try:
-            other_number(digits, number, "blocked number")
-        except (InvalidNumber, OwnNumber):
-            return False
-        return True
-
-    while True:
-        caller = await guide.number("blocklist_enter_number", valid=blockable,
-                                    invalid_prompt="blocklist_invalid_number")
-        if await guide.confirm(["you_entered", *guide.call.prompts.digits_readout(caller)]):
-            break
+    caller = await guide.ask_other_number("blocklist_enter_number", own=number,
+                                      what="blocked number",
+                                      invalid_prompt="blocklist_invalid_number")
     await guide.say(ADDED[await guide.commit(blocklist.add(number, caller), "blocklist-add")])
 
 

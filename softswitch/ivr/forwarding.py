@@ -15,8 +15,6 @@ a change made from another phone.
 from __future__ import annotations
 
 from ..config import menu_keys
-from ..services.errors import InvalidNumber, OwnNumber
-from ..services.lines import other_number
 from ..services.model import ForwardingMode
 from .context import FlowContext
 from .guidance import Guidance
@@ -76,19 +74,9 @@ async def register_destination(guide: Guidance, context: FlowContext, number: st
 
 async def ask_destination(guide: Guidance, number: str) -> str:
     """Number # -> read back -> 1 confirm / 2 key again: the destination confirmed."""
-    def forwardable(digits: str) -> bool:
-        try:
-            other_number(digits, number, "forwarding destination")
-        except (InvalidNumber, OwnNumber):
-            return False
-        return True
-
-    while True:
-        destination = await guide.number("forwarding_enter_destination", valid=forwardable,
-                                         invalid_prompt="forwarding_invalid_destination")
-        if await guide.confirm(["you_entered",
-                                *guide.call.prompts.digits_readout(destination)]):
-            return other_number(destination, number, "forwarding destination")
+    return await guide.ask_other_number("forwarding_enter_destination", own=number,
+                                    what="forwarding destination",
+                                    invalid_prompt="forwarding_invalid_destination")
 
 
 async def choose_mode(guide: Guidance, context: FlowContext, number: str) -> None:

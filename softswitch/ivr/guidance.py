@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TypeVar
 
 from ..config import MenusConfig
+from ..services.errors import InvalidNumber, OwnNumber
+from ..services.lines import other_number
 from .runtime import Call, Ended, Entry
 
 T = TypeVar("T")
@@ -104,6 +106,22 @@ class Guidance:
 
         return await self.ask(prompt, max_digits=NUMBER_MAX_DIGITS, valid=acceptable,
                               invalid_prompt=invalid_prompt)
+
+    async def ask_other_number(self, prompt: str, *, own: str, what: str,
+                               invalid_prompt: str) -> str:
+        """Another phone than the caller's own line `own`: number # -> read back -> 1 confirm
+        / 2 key it again. The number confirmed, in national form."""
+        def usable(digits: str) -> bool:
+            try:
+                other_number(digits, own, what)
+            except (InvalidNumber, OwnNumber):
+                return False
+            return True
+
+        while True:
+            digits = await self.number(prompt, valid=usable, invalid_prompt=invalid_prompt)
+            if await self.confirm(["you_entered", *self.call.prompts.digits_readout(digits)]):
+                return other_number(digits, own, what)
 
     async def confirm(self, readout: Sequence[str], question: str = "confirm_or_retry") -> bool:
         """Read `readout` back, then `1` confirm (True) / `2` key it again (False)."""
