@@ -4,17 +4,15 @@ calls.cdr_file, appended in a worker thread, never on the event loop."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from pathlib import Path
 
 from .batching import GroupWriter
-from .model import CallRecord
+from .model import CALL_RECORD_FIELDS, CallRecord
 from .repositories import CallRecordRepository
 
 log = logging.getLogger(__name__)
-_FIELDS = tuple(field.name for field in dataclasses.fields(CallRecord))
 
 
 class CallRecords:
@@ -37,9 +35,9 @@ class CallRecords:
             await self._repository.add_call_records(batch)
         finally:  # the file keeps the records even when the store could not
             if self.cdr_file is not None:
-                lines = "".join(json.dumps(
-                    {name: getattr(record, name) for name in _FIELDS}, ensure_ascii=False)
-                    + "\n" for record in batch)
+                lines = "".join(json.dumps({name: getattr(record, name)
+                                            for name in CALL_RECORD_FIELDS},
+                                           ensure_ascii=False) + "\n" for record in batch)
                 try:
                     await asyncio.to_thread(_append, self.cdr_file, lines)
                 except OSError as error:

@@ -3,7 +3,7 @@ softswitch (the router, the voice flows, the CLI). Plain frozen dataclasses; no 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -104,3 +104,6 @@ class CallRecord:
     ended_at: float
     duration: float  # seconds from answer to end; 0 when not answered
     detail: str = ""  # e.g. the final status, the forwarding destination
+
+
+CALL_RECORD_FIELDS = tuple(field.name for field in fields(CallRecord))  # stored and written

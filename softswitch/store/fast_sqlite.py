@@ -147,17 +147,6 @@ class SqliteBindingJournal:
 
         return await self._thread.run(delete)
 
-    async def execute_many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        """One statement for each row, in one transaction on this writer thread: the writes
-        that come at the call rate (call records, last callers) cost the event loop one
-        thread hop a batch, not SQLAlchemy's statement compilation and greenlets."""
-
-        def write(connection: sqlite3.Connection) -> None:
-            in_transaction(connection, "BEGIN IMMEDIATE",
-                           lambda connection: connection.executemany(statement, rows))
-
-        await self._thread.run(write)
-
     async def close(self) -> None:
         await self._thread.close()
 

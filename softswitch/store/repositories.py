@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Table, case, delete, false, func, insert, select, true, update
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from softswitch.services.errors import UnknownSubscriber
 from softswitch.services.model import (
+    CALL_RECORD_FIELDS,
     CallRecord,
     ForwardingMode,
     ForwardingSettings,
@@ -426,8 +427,9 @@ class SqlLastCallers:
         self._store = store
 
     async def set_last_callers(self, calls: Sequence[tuple[str, str | None, float]]) -> None:
-        if await self._store.execute_many(_LAST_CALLER_UPSERT, [
-                (number, caller, at, number) for number, caller, at in calls]):
+        if (fast := self._store.fast) is not None:
+            upserts = [(number, caller, at, number) for number, caller, at in calls]
+            await fast.write(lambda c: c.executemany(_LAST_CALLER_UPSERT, upserts))
             return
         async with self._store.writing() as connection:
             known = set((await connection.execute(
@@ -463,17 +465,17 @@ class SqlCallRecords:
         self._store = store
 
     async def add_call_records(self, records: Sequence[CallRecord]) -> None:
-        if await self._store.execute_many(_CALL_RECORD_INSERT, [
-                tuple(getattr(record, name) for name in _CALL_RECORD_FIELDS)
-                for record in records]):
+        if (fast := self._store.fast) is not None:
+            inserts = [tuple(getattr(record, name) for name in CALL_RECORD_FIELDS)
+                       for record in records]
+            await fast.write(lambda c: c.executemany(_CALL_RECORD_INSERT, inserts))
             return
         async with self._store.writing() as connection:
             await connection.execute(insert(call_records), [asdict(record) for record in records])
 
 
-_CALL_RECORD_FIELDS = tuple(field.name for field in fields(CallRecord))
-_CALL_RECORD_INSERT = (f"INSERT INTO {call_records.name} ({', '.join(_CALL_RECORD_FIELDS)}) "
-                       f"VALUES ({', '.join('?' * len(_CALL_RECORD_FIELDS))})")
+_CALL_RECORD_INSERT = (f"INSERT INTO {call_records.name} ({', '.join(CALL_RECORD_FIELDS)}) "
+                       f"VALUES ({', '.join('?' * len(CALL_RECORD_FIELDS))})")
 
 
 class SqlPins:

@@ -242,14 +242,6 @@ class Store:
             for row in result
         }
 
-    async def execute_many(self, statement: str, rows: list[tuple[Any, ...]]) -> bool:
-        """Run a plain SQL `statement` once per row in one transaction on the SQLite file's
-        writer thread; False (nothing done) when the store is not such a file."""
-        if self._journal is None:
-            return False
-        await self._journal.execute_many(statement, rows)
-        return True
-
     async def write_bindings(self, changes: Mapping[str, BindingChange]) -> StoredBindings:
         """Apply each AOR's change in one transaction (group commit), with a change feed row
         per AOR, and return every touched AOR's bindings as stored after it, read back in the
