@@ -28,7 +28,7 @@ from typing import cast
 
 from ..config import ListenAddress, TcpLimitsConfig
 from ..sip.endpoint import SipEndpoint
-from ..sip.events import CloseConnection, Event, Peer, Transmit
+from ..sip.events import CloseConnection, Event, Peer, Transmit, source_text
 from ..sip.message import Request, Response
 from ..sip.transaction import ClientTransaction, ServerTransaction
 
@@ -234,7 +234,8 @@ class SipStack:
             self._connections_per_host[host] = from_host + 1
             self._by_address[(host, port)] = number
             return number
-        security_log.warning("tcp-refused source=%s reason=%s", _tcp_source(host, port), reason)
+        security_log.warning("tcp-refused source=%s reason=%s", source_text("tcp", host, port),
+                             reason)
         return None
 
     def _connection_gone(self, number: int, host: str) -> None:
@@ -370,7 +371,7 @@ class _TcpConnection(asyncio.Protocol):
             header_at = self._incomplete_since + limits.header_timeout_seconds
             if now >= header_at:
                 security_log.warning("tcp-refused source=%s reason=header-timeout",
-                                     _tcp_source(self.peer.host, self.peer.port))
+                                     self.peer.source)
                 self.close()
                 return
             deadline = min(deadline, header_at)
@@ -380,10 +381,6 @@ class _TcpConnection(asyncio.Protocol):
             self.close()
             return
         self._arm(deadline)
-
-
-def _tcp_source(host: str, port: int) -> str:
-    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 
 
 _DIGEST_RESPONSE = re.compile(rb'(response\s*=\s*)"?[0-9a-fA-F]+"?')

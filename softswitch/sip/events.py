@@ -29,6 +29,15 @@ class Peer:
     def reliable(self) -> bool:
         return self.transport != "udp"
 
+    @property
+    def source(self) -> str:
+        return source_text(self.transport, self.host, self.port)
+
+
+def source_text(transport: str, host: str, port: int) -> str:
+    """'udp:192.0.2.1:5060', 'tcp:[2001:db8::1]:5061': a source as the log lines write it."""
+    return f"{transport}:[{host}]:{port}" if ":" in host else f"{transport}:{host}:{port}"
+
 
 # ---- outputs: what the transport must do --------------------------------------------------------
 @dataclass(slots=True)

@@ -41,7 +41,7 @@ from ..config import ListenAddress, SecurityConfig
 from ..credentials import username_forms
 from ..numbering import normalise_number
 from ..sip.digest import AuthResult, DigestAuthenticator, DigestParams, parse_digest
-from ..sip.events import Peer
+from ..sip.events import Peer, source_text
 from ..sip.message import Request
 from ..sip.uri import SipUri, UriError, parse_uri
 from ..store.store import SipCredentials
@@ -291,8 +291,7 @@ class SipAuthenticator:
                 rport = via.params.get("rport")
                 port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
                 transport = via.transport.lower()
-        shown = f"[{host}]" if ":" in host else host
-        return host, f"{transport}:{shown}:{port}"
+        return host, source_text(transport, host, port)
 
     def _credentials_in(self, request: Request, proxy: bool) -> DigestParams | None:
         """The first Digest credentials for our realm; others are ignored (RFC 4475 §3.3.7)."""

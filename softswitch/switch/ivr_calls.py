@@ -297,7 +297,7 @@ class IvrCall:
         self.call = Call(stream, calls.prompts,
                          on_hangup=lambda: self.end("flow hung up", notify=True),
                          caller=party.caller, called=party.called,
-                         subscriber=party.subscriber, source=_source(peer))
+                         subscriber=party.subscriber, source=peer.source)
         self.rtp = rtp
 
     def claim_dialog(self) -> None:
@@ -492,12 +492,6 @@ def _remote(negotiated: NegotiatedAudio) -> tuple[str, int] | None:
     if negotiated.remote_port == 0 or negotiated.remote_address in UNSPECIFIED_HOSTS:
         return None
     return (negotiated.remote_address, negotiated.remote_port)
-
-
-def _source(peer: Peer) -> str:
-    """'udp:192.0.2.1:5060', as the security log lines write a source."""
-    host = f"[{peer.host}]" if ":" in peer.host else peer.host
-    return f"{peer.transport}:{host}:{peer.port}"
 
 
 def _warning(text: str, code: int = 399) -> str:
