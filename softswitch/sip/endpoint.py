@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from . import abnf
@@ -127,8 +127,9 @@ class SipEndpoint:
         # its 100 Trying then, unless the TU has answered it.
         self._trying: list[ServerTransaction] = []
         # INVITEs answered statelessly (challenges), by transaction key: the To tag of the
-        # answer, which their ACK carries.
-        self._challenged: dict[ServerKey, str] = {}
+        # answer, which their ACK carries. Oldest first: the oldest goes when it is full (an
+        # OrderedDict: a dict's first key is found by a scan past every deleted one).
+        self._challenged: OrderedDict[ServerKey, str] = OrderedDict()
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
@@ -214,7 +215,7 @@ class SipEndpoint:
             challenged = self._challenged
             challenged[transaction.key] = transaction.to_tag
             if len(challenged) > MAX_CHALLENGED:
-                del challenged[next(iter(challenged))]
+                challenged.popitem(last=False)
 
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Send `request` in a new client transaction; its responses come back as
