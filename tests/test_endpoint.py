@@ -561,17 +561,46 @@ def test_300_pipelined_options_in_one_read_are_each_answered_once() -> None:
     assert endpoint.stats.transactions == 0  # TCP: timer J is zero
 
 
-def test_a_stateless_challenge_leaves_no_transaction_and_is_sent_again() -> None:
+def test_a_stateless_challenge_leaves_no_transaction_and_its_repeat_gets_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phone that resends its REGISTER before the 401 arrived must get that 401 again, byte
+    for byte: a new nonce and To tag reaching it after it moved on is a stray response (SIPp
+    fails the registration on it). The repeat is not parsed; from another host (where the
+    nonce, bound to the address, is worth nothing) the request is handled afresh."""
     endpoint = SipEndpoint()
-    for attempt in range(2):  # the phone retransmits: each copy gets a challenge of its own
-        endpoint.receive_datagram(request_bytes("REGISTER"), UDP, float(attempt))
-        (event,) = events(endpoint)
-        assert isinstance(event, RequestReceived) and event.transaction is not None
-        endpoint.respond_statelessly(event.transaction, make_response(event.request, 401,
-                                                                      to_tag="t"))
+    original = request_bytes("REGISTER")
+    endpoint.receive_datagram(original, UDP, 0.0)
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    endpoint.respond_statelessly(event.transaction, make_response(event.request, 401,
+                                                                  to_tag="first"))
+    (challenge,) = sent(endpoint)
+    assert challenge.startswith(b"SIP/2.0 401 ")
+    assert endpoint.stats.transactions == 0 and endpoint.get_timer() is None
+
+    real_parse = endpoint_module.parse_datagram
+
+    def refuse(data: bytes) -> object:
+        raise AssertionError("a repeat was parsed")
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", refuse)
+    moved = Peer("udp", UDP.host, UDP.port + 1)  # same host, the NAT moved the port
+    for attempt, peer in enumerate([UDP, UDP, moved], start=1):
+        endpoint.receive_datagram(original, peer, 0.5 * attempt)
+        assert events(endpoint) == []
         (output,) = endpoint.outputs()
-        assert isinstance(output, Transmit) and output.data.startswith(b"SIP/2.0 401 ")
-        assert endpoint.stats.transactions == 0 and endpoint.get_timer() is None
+        assert isinstance(output, Transmit) and output.peer == peer
+        assert output.data == challenge
+    assert endpoint.stats.retransmissions_absorbed == 3
+
+    monkeypatch.setattr(endpoint_module, "parse_datagram", real_parse)
+    endpoint.receive_datagram(original, NAT, 2.0)  # another host: a request of its own
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    endpoint.respond_statelessly(event.transaction, make_response(event.request, 401,
+                                                                  to_tag="second"))
+    (fresh,) = sent(endpoint)
+    assert fresh != challenge and b"tag=second" in fresh
 
 
 def test_identical_datagrams_are_absorbed_before_parsing(

@@ -24,7 +24,13 @@ Policies:
 - A UDP datagram identical, byte for byte, to the one that opened a live server transaction
   is that request's retransmission (phones and SIPp resend the same bytes): it is matched by
   a digest of the datagram before any parsing. Under overload, when answers come later than
-  T1 and every request is sent again, a repeat then costs a hash, not a parse.
+  T1 and every request is sent again, a repeat then costs a hash, not a parse. A request
+  answered statelessly (a digest challenge) has no transaction, but its answer is kept, by
+  that digest, for the latest MAX_STATELESS_ANSWERS: a repeat from the same host gets the
+  same bytes again, not a fresh challenge. A phone (and SIPp) takes an identical answer as a
+  retransmission; a new nonce and To tag arriving after it moved on would be a stray
+  response that fails the registration, so a server running late would fail every
+  registration it answers late instead of only delaying it.
 - The ACK of a 3xx-6xx (every blocked or challenged call sends one) is matched before
   parsing, as Kamailio's sl/tm modules do: its one Via line and its To line are read, and an
   ACK on the branch of an INVITE transaction that answered 3xx-6xx, or of a challenge
@@ -84,6 +90,9 @@ DEFAULT_TIMERS = Timers()
 # INVITEs challenged statelessly whose ACK is absorbed unparsed: the latest ones, by key. An
 # ACK comes within a round trip; one that finds its entry gone is parsed, and dropped.
 MAX_CHALLENGED = 16384
+# Stateless answers kept for the repeats of their requests (see the module doc): at 3,000
+# challenges a second, the last five seconds, past SIPp's and most phones' third resend.
+MAX_STATELESS_ANSWERS = 16384
 _AWAITING = (State.CALLING, State.TRYING, State.PROCEEDING)  # a client still without final
 _RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
 # An old `received` of the top Via, with or without a value, quoted or not (the grammar
@@ -130,6 +139,9 @@ class SipEndpoint:
         # answer, which their ACK carries. Oldest first: the oldest goes when it is full (an
         # OrderedDict: a dict's first key is found by a scan past every deleted one).
         self._challenged: OrderedDict[ServerKey, str] = OrderedDict()
+        # Stateless answers by the digest of the datagram they answered: (its source host,
+        # the answer's bytes). Oldest first, as above.
+        self._stateless: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
@@ -141,6 +153,11 @@ class SipEndpoint:
         repeated = self._by_datagram.get(digest)
         if repeated is not None:
             repeated.receive_retransmission(peer)
+            self.stats.retransmissions_absorbed += 1
+            return
+        answered = self._stateless.get(digest)
+        if answered is not None and answered[0] == peer.host:
+            self._outputs.append(Transmit(peer, answered[1]))
             self.stats.retransmissions_absorbed += 1
             return
         try:
@@ -204,13 +221,21 @@ class SipEndpoint:
 
     def respond_statelessly(self, transaction: ServerTransaction, response: Response) -> None:
         """Answer and end the transaction at once (a stateless UAS, RFC 3261 §8.2.7). Meant
-        for digest challenges, most of a registrar's traffic: a retransmitted request just
-        gets a fresh challenge, so there is nothing to absorb, and the transaction's memory
-        and its 32 s timer J are saved."""
+        for digest challenges, most of a registrar's traffic: the transaction's memory and its
+        32 s timer J are saved. Only the answer's bytes are kept, for a UDP repeat of the
+        request (see the module doc)."""
         if transaction.answered:
             return
-        self._outputs.append(Transmit(transaction.peer, response.to_bytes()))
+        data = response.to_bytes()
+        peer = transaction.peer
+        self._outputs.append(Transmit(peer, data))
         transaction.forget()
+        digest = transaction.datagram_digest
+        if digest is not None:
+            answers = self._stateless
+            answers[digest] = (peer.host, data)
+            if len(answers) > MAX_STATELESS_ANSWERS:
+                answers.popitem(last=False)
         if transaction.kind is Kind.INVITE_SERVER:
             challenged = self._challenged
             challenged[transaction.key] = transaction.to_tag
