@@ -135,6 +135,36 @@ def test_refusals(server: ServerProcess) -> None:
     assert server.show("09011110001")["registrations"] == []
 
 
+def test_a_resent_register_gets_the_same_challenge_byte_for_byte(server: ServerProcess) -> None:
+    """A phone whose 401 is late resends its REGISTER; were the copy challenged afresh, the
+    second 401 (another nonce, another To tag) would reach the phone after it answered the
+    first, as a stray response (SIPp fails the registration on it, and under overload every
+    late registration failed so). The copy gets the first answer again, and the phone's
+    answer to it registers."""
+    phone = Phone(server, "09011110001", "pw-one")
+    try:
+        register = (
+            f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{phone.client.local_port};branch=z9hG4bKresent\r\n"
+            f"From: <sip:09011110001@{DOMAIN}>;tag=resent\r\nTo: <sip:09011110001@{DOMAIN}>\r\n"
+            f"Call-ID: resent@test\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:09011110001@127.0.0.1:5999>\r\nExpires: 300\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+        answers = []
+        for _ in range(3):
+            phone.client.send(register)
+            answers.append(phone.client.receive())
+        assert answers[0] is not None and answers[0].startswith(b"SIP/2.0 401 ")
+        assert answers[1] == answers[0] and answers[2] == answers[0]
+        assert phone.client.receive(timeout=0.3) is None  # one answer per copy
+        phone.challenge = parse_digest(
+            check_response(parse_datagram(answers[0])).get("www-authenticate") or "")
+        phone.call_id, phone.cseq = "resent@test", 1
+        assert phone.request(["<sip:09011110001@127.0.0.1:5999>"], 300).status == 200
+    finally:
+        phone.close()
+
+
 def test_bindings_lifecycle(server: ServerProcess) -> None:
     phone = Phone(server, "08022220003", "pw-three")
     try:
