@@ -133,21 +133,35 @@ class Message:
         parsed = cache[key] = None if value is None else read(value)
         return parsed
 
+    # The dialog headers are read a hundred times a call (matching, routing, logging): a
+    # cached one is one dict lookup here, without a call of `_single`.
     @property
     def from_(self) -> NameAddr | None:
-        return self._single("from", parse_name_addr)
+        try:
+            return self._cache["from"]  # type: ignore[return-value]
+        except KeyError:
+            return self._single("from", parse_name_addr)
 
     @property
     def to(self) -> NameAddr | None:
-        return self._single("to", parse_name_addr)
+        try:
+            return self._cache["to"]  # type: ignore[return-value]
+        except KeyError:
+            return self._single("to", parse_name_addr)
 
     @property
     def call_id(self) -> str | None:
-        return self._single("call-id", str.strip)
+        try:
+            return self._cache["call-id"]  # type: ignore[return-value]
+        except KeyError:
+            return self._single("call-id", str.strip)
 
     @property
     def cseq(self) -> CSeq | None:
-        return self._single("cseq", parse_cseq)
+        try:
+            return self._cache["cseq"]  # type: ignore[return-value]
+        except KeyError:
+            return self._single("cseq", parse_cseq)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -177,13 +191,27 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
+        names = _WIRE_NAMES
         lines = [self._start_line()]
-        for key, value in self.headers:
-            if key != "content-length":
-                lines.append(f"{abnf.canonical_name(key)}: {value}")
+        lines += [f"{names[key]}: {value}" for key, value in self.headers
+                  if key != "content-length"]
         lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
+
+
+class _WireNames(dict[str, str]):
+    """Header key -> the name written on the wire (abnf.canonical_name), remembered: one
+    dict lookup per header line when serialising."""
+
+    def __missing__(self, key: str) -> str:
+        name = abnf.canonical_name(key)
+        if len(self) < 1024:  # keys come from peers too: bounded
+            self[key] = name
+        return name
+
+
+_WIRE_NAMES = _WireNames()
 
 
 @dataclass(slots=True, eq=False)
