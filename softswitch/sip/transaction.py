@@ -278,7 +278,7 @@ class ServerTransaction(Transaction):
     response routing, RFC 3581 §4, for every request)."""
 
     __slots__ = ("key", "merge_key", "datagram_digest", "internal", "acked", "_response_bytes",
-                 "_to_tag", "_trying_due")
+                 "_to_tag")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer,
                  key: tuple[object, ...], now: float, *, internal: bool = False) -> None:
@@ -292,9 +292,6 @@ class ServerTransaction(Transaction):
         self.acked = False  # the ACK of our 2xx has arrived
         self._response_bytes: bytes | None = None
         self._to_tag: str | None = None
-        # §17.2.1: an INVITE gets 100 Trying at once, unless the TU answers it in the step it
-        # arrived in (a digest challenge needs none); see `send_trying`.
-        self._trying_due = invite
         self._enter(State.PROCEEDING if invite else State.TRYING, now)
 
     @property
@@ -329,10 +326,8 @@ class ServerTransaction(Transaction):
         answer, e.g. a 200 racing the 487 after a CANCEL."""
         if self.answered:
             return False
-        if self._trying_due:
-            self._trying_due = False
-            if 200 <= response.status < 300:  # a 2xx never comes without a provisional first
-                self._send(make_response(self.request, 100))
+        if 200 <= response.status < 300 and self._trying_due:
+            self._send(make_response(self.request, 100))  # a 2xx never comes without one
         if response.status > 100:
             self._apply_to_tag(response)
         self._send(response)
@@ -348,7 +343,12 @@ class ServerTransaction(Transaction):
         100 Trying now (pyVoIP waits for a provisional response before it takes a 200)."""
         if self._trying_due and self.state is State.PROCEEDING:
             self._send(make_response(self.request, 100))
-        self._trying_due = False
+
+    @property
+    def _trying_due(self) -> bool:
+        """§17.2.1: an INVITE gets 100 Trying at once, unless the TU answers it in the step it
+        arrived in (a digest challenge needs none): due while nothing has been sent."""
+        return self.kind is _IS and self._response_bytes is None
 
     def receive_retransmission(self, peer: Peer) -> None:
         """The request came again: resend the latest response where figures 7/8 say so, to
