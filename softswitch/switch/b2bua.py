@@ -107,6 +107,7 @@ class Fork:
     peer: Peer
     status: int = 0  # the final status it got, 0 while it rings
     cancel_when_early: bool = False  # CANCEL as soon as a provisional response arrives
+    cancelled: bool = False  # its CANCEL is sent: a provisional that crossed it changes nothing
 
     @property
     def ringing(self) -> bool:
@@ -475,9 +476,12 @@ class Bridge:
     def _cancel(self, fork: Fork) -> None:
         """§9.1: CANCEL once the phone answered provisionally; before that, as soon as it
         does. A phone that never answers is ended by its transaction's timer B."""
+        if fork.cancelled:
+            return
         if fork.session.cancel_allowed():
             cancel = fork.transaction.make_cancel()
             fork.cancel_when_early = False
+            fork.cancelled = True
             self._send_request(cancel, fork.peer, None)
         else:
             fork.cancel_when_early = True
