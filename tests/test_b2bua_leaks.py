@@ -17,7 +17,13 @@ import yaml
 from softswitch.app import Server
 from softswitch.config import parse_config
 
-from .peers.sipp import SippPhone, register_contact, run_caller, write_callers_csv
+from .peers.sipp import (
+    SippPhone,
+    SippRun,
+    register_contact,
+    run_caller,
+    write_callers_csv,
+)
 from .support import DOMAIN, SUBSCRIBERS, in_process_server
 from .test_ivr_calls import free_udp_pair, write_test_prompts
 
@@ -52,6 +58,16 @@ async def settled(server: Server, timeout: float = 5.0) -> dict[str, int]:
     return server.router.counters()
 
 
+async def call_b(port: int, callers: Path, tmp_path: Path, duration_ms: int) -> SippRun:
+    """A's call to B that waits for an answer, sends no RTP (an empty pcap) and hangs up
+    `duration_ms` after it."""
+    pcap = tmp_path / "silent.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    return await asyncio.to_thread(run_caller, "uac_auth_call.xml", port, B, callers, tmp_path,
+                                   {"pcap": str(pcap)}, duration_ms=duration_ms,
+                                   auth_uri=f"{B}@127.0.0.1:{port}")
+
+
 @pytest.mark.parametrize("mode", ["answer", "hangup", "486", "ring", "blocked"])
 async def test_nothing_is_left_after_a_bridged_call(server: Server, tmp_path: Path,
                                                     mode: str) -> None:
@@ -76,11 +92,7 @@ async def test_nothing_is_left_after_a_bridged_call(server: Server, tmp_path: Pa
                                            auth_uri=f"{B}@127.0.0.1:{port}")
             assert call.finals() == [486 if mode == "486" else 603], call.failure("?")
         else:
-            pcap = tmp_path / "silent.pcap"
-            pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-            call = await asyncio.to_thread(run_caller, "uac_auth_call.xml", port, B, callers,
-                                           tmp_path, {"pcap": str(pcap)}, duration_ms=1500,
-                                           auth_uri=f"{B}@127.0.0.1:{port}")
+            call = await call_b(port, callers, tmp_path, duration_ms=1500)
             assert call.returncode == 0, call.failure("not answered")
         if mode == "blocked":
             assert phone.invites() == []
@@ -135,11 +147,7 @@ async def test_a_provisional_crossing_our_cancel_sends_no_second_cancel(
         assert registered.returncode == 0, registered.errors
         ringing = asyncio.ensure_future(asyncio.to_thread(_phone_with_a_late_183, phone))
         callers = write_callers_csv(tmp_path / "callers.csv", [(A, PASSWORDS[A])], DOMAIN)
-        pcap = tmp_path / "silent.pcap"
-        pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        call = await asyncio.to_thread(run_caller, "uac_auth_call.xml", port, B, callers,
-                                       tmp_path, {"pcap": str(pcap)}, duration_ms=500,
-                                       auth_uri=f"{B}@127.0.0.1:{port}")
+        call = await call_b(port, callers, tmp_path, duration_ms=500)
         assert call.returncode == 0, call.failure("voicemail did not answer")
         received = await ringing
     finally:
