@@ -683,6 +683,51 @@ def test_the_ack_of_a_stateless_challenge_is_dropped_before_parsing(
     assert events(endpoint) == [] and sent(endpoint) == []
 
 
+def _challenge_statelessly(endpoint: SipEndpoint, data: bytes, now: float) -> None:
+    endpoint.receive_datagram(data, UDP, now)
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    endpoint.respond_statelessly(event.transaction, make_response(
+        event.request, 407, to_tag=event.transaction.to_tag))
+    assert len(sent(endpoint)) == 1
+
+
+def test_the_kept_stateless_answers_are_bounded_in_bytes() -> None:
+    """An answer copies its request's Via, From, To...: a flood of 40 kB INVITEs, each
+    challenged, keeps at most MAX_STATELESS_ANSWER_BYTES of answers, the oldest going first
+    (a repeat of the first is then handled afresh, not answered from memory)."""
+    endpoint = SipEndpoint()
+    padding = "x" * 40_000
+    flood = [request_bytes("INVITE", branch=f"z9hG4bKflood{i}", call_id=f"{padding}-{i}")
+             for i in range(600)]  # 24 MB of answers offered to a 16 MB budget
+    for i, data in enumerate(flood):
+        _challenge_statelessly(endpoint, data, i * 0.001)
+    kept = endpoint._stateless_bytes
+    assert kept <= endpoint_module.MAX_STATELESS_ANSWER_BYTES
+    assert kept == sum(len(answer) for _, answer in endpoint._stateless.values())
+    endpoint.receive_datagram(flood[-1], UDP, 1.0)  # the newest is still kept
+    assert events(endpoint) == [] and len(sent(endpoint)) == 1
+    _challenge_statelessly(endpoint, flood[0], 1.1)  # the oldest went: a request again
+
+
+def test_a_challenge_with_a_huge_branch_is_not_remembered_and_its_ack_still_dropped() -> None:
+    """The challenges remembered for their ACKs are keyed by sender-chosen text: a 30 kB
+    branch is not kept (16,384 of them would be gigabytes); its ACK is parsed, and dropped."""
+    endpoint = SipEndpoint()
+    branch = "z9hG4bK" + "b" * 30_000
+    invite = request_bytes("INVITE", branch=branch)
+    endpoint.receive_datagram(invite, UDP, 0.0)
+    (event,) = events(endpoint)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    to_tag = event.transaction.to_tag
+    endpoint.respond_statelessly(event.transaction, make_response(event.request, 407,
+                                                                  to_tag=to_tag))
+    assert len(sent(endpoint)) == 1 and len(endpoint._challenged) == 0
+    endpoint.receive_datagram(request_bytes("ACK", branch=branch, to_tag=to_tag,
+                                            cseq_method="ACK"), UDP, 0.1)
+    assert events(endpoint) == [] and sent(endpoint) == [] and endpoint.stats.dropped == 1
+
+
 def _via_lines(ack: bytes, lines: bytes) -> bytes:
     head, _, rest = ack.partition(b"\r\nVia: ")
     return head + b"\r\n" + lines + b"\r\n" + rest.split(b"\r\n", 1)[1]

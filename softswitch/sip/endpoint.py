@@ -90,9 +90,13 @@ DEFAULT_TIMERS = Timers()
 # INVITEs challenged statelessly whose ACK is absorbed unparsed: the latest ones, by key. An
 # ACK comes within a round trip; one that finds its entry gone is parsed, and dropped.
 MAX_CHALLENGED = 16384
+MAX_CHALLENGE_KEY_CHARS = 256  # branch and To tag of one entry (phones write 20-60)
 # Stateless answers kept for the repeats of their requests (see the module doc): at 3,000
-# challenges a second, the last five seconds, past SIPp's and most phones' third resend.
+# challenges a second, the last five seconds, past SIPp's and most phones' third resend. An
+# answer copies its request's Via, From, To, Call-ID and CSeq, which a sender may make tens
+# of kilobytes long: the bytes kept are bounded too (a usual challenge is under 1 kB).
 MAX_STATELESS_ANSWERS = 16384
+MAX_STATELESS_ANSWER_BYTES = 16 * 1024 * 1024
 _AWAITING = (State.CALLING, State.TRYING, State.PROCEEDING)  # a client still without final
 _RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
 # An old `received` of the top Via, with or without a value, quoted or not (the grammar
@@ -142,6 +146,7 @@ class SipEndpoint:
         # Stateless answers by the digest of the datagram they answered: (its source host,
         # the answer's bytes). Oldest first, as above.
         self._stateless: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
+        self._stateless_bytes = 0
 
     # ---- input ------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
@@ -230,17 +235,32 @@ class SipEndpoint:
         peer = transaction.peer
         self._outputs.append(Transmit(peer, data))
         transaction.forget()
-        digest = transaction.datagram_digest
-        if digest is not None:
-            answers = self._stateless
-            answers[digest] = (peer.host, data)
-            if len(answers) > MAX_STATELESS_ANSWERS:
-                answers.popitem(last=False)
+        if transaction.datagram_digest is not None:
+            self._keep_stateless(transaction.datagram_digest, peer.host, data)
         if transaction.kind is Kind.INVITE_SERVER:
-            challenged = self._challenged
-            challenged[transaction.key] = transaction.to_tag
-            if len(challenged) > MAX_CHALLENGED:
-                challenged.popitem(last=False)
+            self._remember_challenge(transaction.key, transaction.to_tag)
+
+    def _remember_challenge(self, key: ServerKey, to_tag: str) -> None:
+        """Only keys of the shape `_ack_fields` finds (RFC 3261 branches) and of a usual size:
+        a sender picks the branch and the To tag, and huge ones would make these 16,384
+        entries gigabytes. Any other ACK is parsed and dropped: the same outcome."""
+        if len(key) != 4 or len(str(key[0])) + len(to_tag) > MAX_CHALLENGE_KEY_CHARS:
+            return
+        challenged = self._challenged
+        challenged[key] = to_tag
+        if len(challenged) > MAX_CHALLENGED:
+            challenged.popitem(last=False)
+
+    def _keep_stateless(self, digest: bytes, host: str, data: bytes) -> None:
+        answers = self._stateless
+        replaced = answers.pop(digest, None)  # the same bytes from another host, answered anew
+        if replaced is not None:
+            self._stateless_bytes -= len(replaced[1])
+        answers[digest] = (host, data)
+        self._stateless_bytes += len(data)
+        while len(answers) > MAX_STATELESS_ANSWERS \
+                or self._stateless_bytes > MAX_STATELESS_ANSWER_BYTES:
+            self._stateless_bytes -= len(answers.popitem(last=False)[1][1])
 
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Send `request` in a new client transaction; its responses come back as
