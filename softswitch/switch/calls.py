@@ -179,8 +179,8 @@ class CallRouter:
             response = make_response(request, identified.status, identified.reason,
                                      to_tag=transaction.to_tag,
                                      headers=list(identified.headers))
-            # A challenge (a repeat gets a fresh one) and a banned source's refusal are
-            # answered statelessly: see Rejected.stateless.
+            # A challenge and a banned source's refusal are answered statelessly (a repeat
+            # of the datagram gets the same bytes from the endpoint): see Rejected.stateless.
             self.ivr.reply(transaction, response, stateless=identified.stateless)
             return
         admission = self.admission.admit(peer, authenticated=identified.verified,
